@@ -1,0 +1,117 @@
+#include "clients/client_util.h"
+
+#include <cstdio>
+#include <limits>
+
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+
+namespace fidelis::clients {
+namespace {
+
+const char* CodeName(grpc::StatusCode code) {
+  static const char* const kNames[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
+  int index = static_cast<int>(code);
+  return index >= 0 && index <= 16 ? kNames[index] : "UNKNOWN";
+}
+
+}  // namespace
+
+std::shared_ptr<grpc::Channel> Connect(const std::string& address) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
+int CurrencyExponent(const std::string& currency) {
+  static const char* const kZero[] = {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW",
+                                      "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"};
+  static const char* const kThree[] = {"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"};
+  for (const char* c : kZero) {
+    if (currency == c) return 0;
+  }
+  for (const char* c : kThree) {
+    if (currency == c) return 3;
+  }
+  return 2;
+}
+
+std::optional<int64_t> ParseAmount(const std::string& text, const std::string& currency) {
+  const int exponent = CurrencyExponent(currency);
+  size_t dot = text.find('.');
+  std::string whole = text.substr(0, dot);
+  std::string frac = dot == std::string::npos ? "" : text.substr(dot + 1);
+  if (whole.empty() || static_cast<int>(frac.size()) > exponent) return std::nullopt;
+  if (dot != std::string::npos && frac.empty()) return std::nullopt;
+  frac.append(exponent - frac.size(), '0');
+  __int128 value = 0;
+  for (char c : whole + frac) {
+    if (c < '0' || c > '9') return std::nullopt;
+    value = value * 10 + (c - '0');
+    if (value > std::numeric_limits<int64_t>::max()) return std::nullopt;
+  }
+  return static_cast<int64_t>(value);
+}
+
+std::string FormatAmount(int64_t minor_units, const std::string& currency) {
+  const int exponent = CurrencyExponent(currency);
+  const bool negative = minor_units < 0;
+  unsigned __int128 magnitude = negative ? -static_cast<__int128>(minor_units) : minor_units;
+  std::string digits;
+  do {
+    digits.insert(digits.begin(), static_cast<char>('0' + static_cast<int>(magnitude % 10)));
+    magnitude /= 10;
+  } while (magnitude > 0);
+  if (exponent > 0) {
+    if (static_cast<int>(digits.size()) <= exponent) {
+      digits.insert(0, exponent + 1 - digits.size(), '0');
+    }
+    digits.insert(digits.size() - exponent, ".");
+  }
+  return (negative ? "-" : "") + digits;
+}
+
+std::string WithThousands(uint64_t value) {
+  std::string digits = std::to_string(value);
+  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) digits.insert(i, ",");
+  return digits;
+}
+
+int ReportStatus(const grpc::Status& status) {
+  if (status.ok()) return 0;
+  std::fprintf(stderr, "error: %s: %s\n", CodeName(status.error_code()),
+               status.error_message().c_str());
+  google::rpc::Status details;
+  if (!status.error_details().empty() && details.ParseFromString(status.error_details())) {
+    for (const auto& any : details.details()) {
+      google::rpc::BadRequest bad_request;
+      if (any.UnpackTo(&bad_request)) {
+        for (const auto& violation : bad_request.field_violations()) {
+          std::fprintf(stderr, "  field %s: %s\n", violation.field().c_str(),
+                       violation.description().c_str());
+        }
+      }
+    }
+  }
+  return 1;
+}
+
+}  // namespace fidelis::clients

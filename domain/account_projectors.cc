@@ -1,0 +1,133 @@
+#include "domain/account_projectors.h"
+
+#include "domain/event_types.h"
+#include "domain/status_macros.h"
+#include "domain/strings.h"
+#include "fidelis/v1/events.pb.h"
+#include "fidelis/v1/projections.pb.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace fidelis {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+const std::vector<std::string>& AccountCategories() {
+  static const auto* categories = new std::vector<std::string>{std::string(kAccountCategory)};
+  return *categories;
+}
+
+absl::Status MissingRow(const EventView& event) {
+  return absl::FailedPreconditionError(
+      StrCat(event.type, " for ", event.stream_id, " arrived before the account was opened"));
+}
+
+// Saturating add for report totals, which (unlike balances) may grow without bound.
+int64_t SaturatingAdd(int64_t a, int64_t b) {
+  int64_t out;
+  if (__builtin_add_overflow(a, b, &out)) return b > 0 ? INT64_MAX : INT64_MIN;
+  return out;
+}
+
+template <typename Event>
+int64_t AmountOf(const EventView& event) {
+  return static_cast<const Event&>(*event.payload).amount().minor_units();
+}
+
+}  // namespace
+
+const std::vector<std::string>& AccountSummaryProjector::categories() const {
+  return AccountCategories();
+}
+
+absl::Status AccountSummaryProjector::Apply(const EventView& event, RowStore& rows) const {
+  bool found = false;
+  ASSIGN_OR_RETURN(v1::AccountSummary * row,
+                   rows.Typed<v1::AccountSummary>(StreamEntityId(event.stream_id), &found));
+  const auto when = TimeUtil::MicrosecondsToTimestamp(event.timestamp_micros);
+  if (event.type == kAccountOpened) {
+    const auto& e = static_cast<const v1::AccountOpened&>(*event.payload);
+    row->set_account_id(e.account_id());
+    row->set_account_number(e.account_number());
+    row->set_holder_name(e.holder_name());
+    *row->mutable_balance() = e.opening_deposit();
+    row->set_status(v1::ACCOUNT_STATUS_OPEN);
+    if (e.opening_deposit().minor_units() > 0) {
+      row->set_transaction_count(1);
+      *row->mutable_last_transaction_time() = when;
+    }
+    return absl::OkStatus();
+  }
+  if (!found) return MissingRow(event);
+  int64_t delta = 0;
+  if (event.type == kDepositMade) {
+    delta = AmountOf<v1::DepositMade>(event);
+  } else if (event.type == kWithdrawalMade) {
+    delta = -AmountOf<v1::WithdrawalMade>(event);
+  } else if (event.type == kTransferCredited) {
+    delta = AmountOf<v1::TransferCredited>(event);
+    row->set_transfers_in(row->transfers_in() + 1);
+  } else if (event.type == kTransferDebited) {
+    delta = -AmountOf<v1::TransferDebited>(event);
+    row->set_transfers_out(row->transfers_out() + 1);
+  } else if (event.type == kAccountClosed) {
+    row->set_status(v1::ACCOUNT_STATUS_CLOSED);
+    return absl::OkStatus();
+  } else {
+    return absl::OkStatus();
+  }
+  row->mutable_balance()->set_minor_units(row->balance().minor_units() + delta);
+  row->set_transaction_count(row->transaction_count() + 1);
+  *row->mutable_last_transaction_time() = when;
+  return absl::OkStatus();
+}
+
+const std::vector<std::string>& AccountReportProjector::categories() const {
+  return AccountCategories();
+}
+
+absl::Status AccountReportProjector::Apply(const EventView& event, RowStore& rows) const {
+  bool found = false;
+  ASSIGN_OR_RETURN(v1::AccountReport * row,
+                   rows.Typed<v1::AccountReport>(StreamEntityId(event.stream_id), &found));
+  if (event.type == kAccountOpened) {
+    const auto& e = static_cast<const v1::AccountOpened&>(*event.payload);
+    row->set_account_id(e.account_id());
+    row->set_currency(e.opening_deposit().currency());
+    *row->mutable_opened_at() = TimeUtil::MicrosecondsToTimestamp(event.timestamp_micros);
+    if (e.opening_deposit().minor_units() > 0) {
+      row->set_total_deposits(e.opening_deposit().minor_units());
+      row->set_deposit_count(1);
+    }
+    return absl::OkStatus();
+  }
+  if (!found) return MissingRow(event);
+  if (event.type == kDepositMade) {
+    row->set_total_deposits(SaturatingAdd(row->total_deposits(), AmountOf<v1::DepositMade>(event)));
+    row->set_deposit_count(row->deposit_count() + 1);
+  } else if (event.type == kWithdrawalMade) {
+    row->set_total_withdrawals(
+        SaturatingAdd(row->total_withdrawals(), AmountOf<v1::WithdrawalMade>(event)));
+    row->set_withdrawal_count(row->withdrawal_count() + 1);
+  } else if (event.type == kTransferCredited) {
+    row->set_total_transfers_in(
+        SaturatingAdd(row->total_transfers_in(), AmountOf<v1::TransferCredited>(event)));
+    row->set_transfer_in_count(row->transfer_in_count() + 1);
+  } else if (event.type == kTransferDebited) {
+    row->set_total_transfers_out(
+        SaturatingAdd(row->total_transfers_out(), AmountOf<v1::TransferDebited>(event)));
+    row->set_transfer_out_count(row->transfer_out_count() + 1);
+  } else if (event.type == kAccountClosed) {
+    *row->mutable_closed_at() = TimeUtil::MicrosecondsToTimestamp(event.timestamp_micros);
+  }
+  return absl::OkStatus();
+}
+
+std::vector<std::unique_ptr<Projector>> MakeAccountProjectors() {
+  std::vector<std::unique_ptr<Projector>> projectors;
+  projectors.push_back(std::make_unique<AccountSummaryProjector>());
+  projectors.push_back(std::make_unique<AccountReportProjector>());
+  return projectors;
+}
+
+}  // namespace fidelis

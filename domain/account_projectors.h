@@ -1,0 +1,39 @@
+// The account read models.
+//   AccountSummaryProjector (AccountSummary v1): one row per account, keyed by account id:
+//     number, holder, balance, transaction count, last transaction time, status.
+//   AccountReportProjector (AccountReport v1): one row per account, keyed by account id:
+//     totals and counts of deposits, withdrawals and transfers, opened and closed times.
+// An opening deposit above zero counts as a deposit and a transaction.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "domain/projector.h"
+
+namespace fidelis {
+
+inline constexpr std::string_view kAccountSummaryProjection = "AccountSummary";
+inline constexpr std::string_view kAccountReportProjection = "AccountReport";
+
+class AccountSummaryProjector : public Projector {
+ public:
+  std::string_view name() const override { return kAccountSummaryProjection; }
+  uint32_t version() const override { return 1; }
+  const std::vector<std::string>& categories() const override;
+  absl::Status Apply(const EventView& event, RowStore& rows) const override;
+};
+
+class AccountReportProjector : public Projector {
+ public:
+  std::string_view name() const override { return kAccountReportProjection; }
+  uint32_t version() const override { return 1; }
+  const std::vector<std::string>& categories() const override;
+  absl::Status Apply(const EventView& event, RowStore& rows) const override;
+};
+
+// Every projector the binary ships, newest versions included.
+std::vector<std::unique_ptr<Projector>> MakeAccountProjectors();
+
+}  // namespace fidelis

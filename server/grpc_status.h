@@ -1,0 +1,13 @@
+// The one place where absl::Status becomes grpc::Status. Codes map one to one (they are the
+// same canonical codes); an INVALID_ARGUMENT that names a field (domain/errors.h) gains a
+// google.rpc.BadRequest detail, so clients such as grpcurl show the offending field.
+#pragma once
+
+#include "absl/status/status.h"
+#include "grpcpp/support/status.h"
+
+namespace fidelis::server {
+
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+}  // namespace fidelis::server

@@ -1,0 +1,372 @@
+#include "server/services.h"
+
+#include "absl/strings/escaping.h"
+#include "absl/time/clock.h"
+#include "domain/errors.h"
+#include "domain/event_types.h"
+#include "domain/status_macros.h"
+#include "domain/strings.h"
+#include "google/protobuf/util/time_util.h"
+#include "server/grpc_status.h"
+
+namespace fidelis::server {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+// A query waits at most this long for min_global_position when the call has no deadline.
+constexpr absl::Duration kMaxQueryWait = absl::Seconds(30);
+
+// Identifies a request's payload for idempotency: the method and the deterministic encoding of
+// the request without its options.
+template <typename Request>
+std::string Fingerprint(std::string_view method, const Request& request) {
+  Request copy = request;
+  copy.clear_options();
+  std::string out(method);
+  out.push_back('\0');
+  google::protobuf::io::StringOutputStream stream(&out);
+  google::protobuf::io::CodedOutputStream coded(&stream);
+  coded.SetSerializationDeterministic(true);
+  copy.SerializeToCodedStream(&coded);
+  coded.Trim();
+  return out;
+}
+
+template <typename Request>
+CommandContext ContextOf(std::string_view method, const Request& request,
+                         const grpc::ServerContext& call) {
+  CommandContext context;
+  const v1::CommandOptions& options = request.options();
+  if (options.has_expected_version()) context.expected_version = options.expected_version();
+  context.command_id = options.command_id();
+  context.correlation_id = options.correlation_id();
+  context.causation_id = options.causation_id();
+  context.fingerprint = Fingerprint(method, request);
+  context.deadline = CallDeadline(call, absl::InfiniteDuration());
+  return context;
+}
+
+void FillResult(const CommandOutcome& outcome, v1::CommandResult* response) {
+  response->set_account_id(outcome.account_id);
+  response->set_stream_version(outcome.stream_version);
+  response->set_global_position(outcome.global_position);
+  response->set_deduplicated(outcome.deduplicated);
+}
+
+template <typename Fn>
+grpc::Status RunCommand(v1::CommandResult* response, Fn&& fn) {
+  absl::StatusOr<CommandOutcome> outcome = fn();
+  if (!outcome.ok()) return ToGrpcStatus(outcome.status());
+  FillResult(*outcome, response);
+  return grpc::Status::OK;
+}
+
+// Page tokens: web-safe base64 of "1|<last key>|<checksum>". They are opaque to clients; the
+// checksum catches tampering and truncation.
+uint32_t TokenChecksum(std::string_view data) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : data) h = (h ^ c) * 16777619u;
+  return h;
+}
+
+std::string MakePageToken(std::string_view last_key) {
+  std::string body = StrCat("1|", last_key);
+  return absl::WebSafeBase64Escape(StrCat(body, "|", TokenChecksum(body)));
+}
+
+absl::StatusOr<std::string> ParsePageToken(std::string_view token) {
+  if (token.empty()) return std::string();
+  std::string decoded;
+  auto bad = [] {
+    return InvalidField("page_token", "is not a token returned by ListAccountSummaries");
+  };
+  if (token.size() > 256 || !absl::WebSafeBase64Unescape(ToAbsl(token), &decoded)) return bad();
+  size_t last_bar = decoded.rfind('|');
+  if (last_bar == std::string::npos || decoded.compare(0, 2, "1|") != 0) return bad();
+  std::string body = decoded.substr(0, last_bar);
+  if (decoded.substr(last_bar + 1) != StrCat(TokenChecksum(body))) return bad();
+  std::string key = body.substr(2);
+  if (!ValidateAccountId("page_token", key).ok()) return bad();
+  return key;
+}
+
+absl::Status ValidatePageSize(int32_t page_size) {
+  if (page_size < 0 || page_size > kMaxPageSize) {
+    return InvalidField("page_size",
+                        StrCat("must be between 0 and ", kMaxPageSize, ", got ", page_size));
+  }
+  return absl::OkStatus();
+}
+
+template <typename Row>
+grpc::Status GetRow(const ProjectionEngine* engine, std::string_view projection,
+                    const grpc::ServerContext& context, const std::string& account_id,
+                    uint64_t min_position, uint32_t version, Row* response) {
+  absl::Status valid = ValidateAccountId("account_id", account_id);
+  if (!valid.ok()) return ToGrpcStatus(valid);
+  absl::StatusOr<ProjectionRunner*> runner =
+      engine->Readable(projection, version, min_position, CallDeadline(context, kMaxQueryWait));
+  if (!runner.ok()) return ToGrpcStatus(runner.status());
+  absl::StatusOr<std::optional<std::string>> row = (*runner)->store()->Get(account_id);
+  if (!row.ok()) return ToGrpcStatus(row.status());
+  if (!row->has_value()) {
+    return ToGrpcStatus(absl::NotFoundError(StrCat("account ", account_id, " does not exist")));
+  }
+  if (!response->ParseFromString(**row)) {
+    return ToGrpcStatus(absl::DataLossError(StrCat("row ", account_id, " does not parse")));
+  }
+  // A rebuild may have started while the row was read; never present such a row as complete.
+  return ToGrpcStatus((*runner)->Availability());
+}
+
+}  // namespace
+
+absl::Time CallDeadline(const grpc::ServerContext& context, absl::Duration cap) {
+  absl::Time capped = cap == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + cap;
+  auto deadline = context.deadline();
+  if (deadline == std::chrono::system_clock::time_point::max()) return capped;
+  return std::min(capped, absl::FromChrono(deadline));
+}
+
+grpc::Status AccountCommandsService::OpenAccount(grpc::ServerContext* context,
+                                                 const v1::OpenAccountRequest* request,
+                                                 v1::CommandResult* response) {
+  return RunCommand(response, [&]() -> absl::StatusOr<CommandOutcome> {
+    CommandContext ctx = ContextOf("OpenAccount", *request, *context);
+    RETURN_IF_ERROR(ValidateContext(ctx));
+    OpenAccountCommand command;
+    command.account_number = request->account_number();
+    command.holder_name = request->holder_name();
+    command.opening_minor_units = request->opening_deposit().minor_units();
+    command.currency = request->opening_deposit().currency();
+    return handler_->Open(std::move(command), ctx);
+  });
+}
+
+grpc::Status AccountCommandsService::MakeDeposit(grpc::ServerContext* context,
+                                                 const v1::MakeDepositRequest* request,
+                                                 v1::CommandResult* response) {
+  return RunCommand(response, [&]() -> absl::StatusOr<CommandOutcome> {
+    CommandContext ctx = ContextOf("MakeDeposit", *request, *context);
+    RETURN_IF_ERROR(ValidateContext(ctx));
+    DepositCommand command{request->account_id(), request->amount().minor_units(),
+                           request->amount().currency(), request->reference()};
+    return handler_->Deposit(command, ctx);
+  });
+}
+
+grpc::Status AccountCommandsService::MakeWithdrawal(grpc::ServerContext* context,
+                                                    const v1::MakeWithdrawalRequest* request,
+                                                    v1::CommandResult* response) {
+  return RunCommand(response, [&]() -> absl::StatusOr<CommandOutcome> {
+    CommandContext ctx = ContextOf("MakeWithdrawal", *request, *context);
+    RETURN_IF_ERROR(ValidateContext(ctx));
+    WithdrawalCommand command{request->account_id(), request->amount().minor_units(),
+                              request->amount().currency(), request->reference()};
+    return handler_->Withdraw(command, ctx);
+  });
+}
+
+grpc::Status AccountCommandsService::CloseAccount(grpc::ServerContext* context,
+                                                  const v1::CloseAccountRequest* request,
+                                                  v1::CommandResult* response) {
+  return RunCommand(response, [&]() -> absl::StatusOr<CommandOutcome> {
+    CommandContext ctx = ContextOf("CloseAccount", *request, *context);
+    RETURN_IF_ERROR(ValidateContext(ctx));
+    CloseAccountCommand command{request->account_id(), request->reason()};
+    return handler_->Close(command, ctx);
+  });
+}
+
+grpc::Status AccountCommandsService::TransferFunds(grpc::ServerContext* context,
+                                                   const v1::TransferFundsRequest* request,
+                                                   v1::TransferFundsResponse* response) {
+  CommandContext ctx = ContextOf("TransferFunds", *request, *context);
+  absl::Status valid = ValidateContext(ctx);
+  if (!valid.ok()) return ToGrpcStatus(valid);
+  TransferCommand command;
+  command.from_account_id = request->from_account_id();
+  command.to_account_id = request->to_account_id();
+  command.minor_units = request->amount().minor_units();
+  command.currency = request->amount().currency();
+  command.reference = request->reference();
+  std::optional<int64_t> from_expected, to_expected;
+  if (request->has_from_expected_version()) from_expected = request->from_expected_version();
+  if (request->has_to_expected_version()) to_expected = request->to_expected_version();
+  absl::StatusOr<TransferOutcome> outcome =
+      handler_->Transfer(std::move(command), ctx, from_expected, to_expected);
+  if (!outcome.ok()) return ToGrpcStatus(outcome.status());
+  response->set_transfer_id(outcome->transfer_id);
+  response->set_from_stream_version(outcome->from_version);
+  response->set_to_stream_version(outcome->to_version);
+  response->set_debit_global_position(outcome->debit_position);
+  response->set_credit_global_position(outcome->credit_position);
+  response->set_deduplicated(outcome->deduplicated);
+  return grpc::Status::OK;
+}
+
+grpc::Status AccountCommandsService::Ping(grpc::ServerContext*, const v1::PingRequest*,
+                                          v1::PingResponse*) {
+  return grpc::Status::OK;
+}
+
+grpc::Status AccountQueriesService::GetAccountSummary(grpc::ServerContext* context,
+                                                      const v1::GetAccountSummaryRequest* request,
+                                                      v1::AccountSummary* response) {
+  return GetRow(engine_, "AccountSummary", *context, request->account_id(),
+                request->min_global_position(), request->projection_version(), response);
+}
+
+grpc::Status AccountQueriesService::GetAccountReport(grpc::ServerContext* context,
+                                                     const v1::GetAccountReportRequest* request,
+                                                     v1::AccountReport* response) {
+  return GetRow(engine_, "AccountReport", *context, request->account_id(),
+                request->min_global_position(), request->projection_version(), response);
+}
+
+grpc::Status AccountQueriesService::ListAccountSummaries(
+    grpc::ServerContext* context, const v1::ListAccountSummariesRequest* request,
+    v1::ListAccountSummariesResponse* response) {
+  absl::Status valid = ValidatePageSize(request->page_size());
+  if (!valid.ok()) return ToGrpcStatus(valid);
+  absl::StatusOr<std::string> after = ParsePageToken(request->page_token());
+  if (!after.ok()) return ToGrpcStatus(after.status());
+  absl::StatusOr<ProjectionRunner*> runner =
+      engine_->Readable("AccountSummary", request->projection_version(),
+                        request->min_global_position(), CallDeadline(*context, kMaxQueryWait));
+  if (!runner.ok()) return ToGrpcStatus(runner.status());
+  const size_t page_size = request->page_size() == 0 ? kDefaultPageSize : request->page_size();
+  absl::Status parse_error;
+  std::string last_key;
+  // Read one more than a page to know whether another page follows.
+  absl::Status scanned = (*runner)->store()->Scan(
+      *after, page_size + 1, [&](std::string_view key, std::string_view value) {
+        if (static_cast<size_t>(response->accounts_size()) == page_size) {
+          response->set_next_page_token(MakePageToken(last_key));
+          return false;
+        }
+        if (!response->add_accounts()->ParseFromArray(value.data(),
+                                                      static_cast<int>(value.size()))) {
+          parse_error = absl::DataLossError(StrCat("row ", key, " does not parse"));
+          return false;
+        }
+        last_key = std::string(key);
+        return true;
+      });
+  if (!scanned.ok()) return ToGrpcStatus(scanned);
+  if (!parse_error.ok()) return ToGrpcStatus(parse_error);
+  return ToGrpcStatus((*runner)->Availability());
+}
+
+v1::RecordedEvent ToRecordedEvent(const v1::StoredEvent& event, const EventRegistry& registry) {
+  v1::RecordedEvent out;
+  out.set_global_position(event.global_position());
+  out.set_stream_id(event.stream_id());
+  out.set_category(std::string(CategoryOf(event.stream_id())));
+  out.set_stream_version(event.stream_version());
+  out.set_type(event.type());
+  out.set_schema_version(event.schema_version());
+  *out.mutable_timestamp() = TimeUtil::MicrosecondsToTimestamp(event.timestamp_micros());
+  *out.mutable_metadata() = event.metadata();
+  auto payload = registry.ParseAsStored(event.type(), event.schema_version(), event.payload());
+  if (payload.ok()) {
+    out.mutable_payload()->PackFrom(**payload);
+  } else {
+    // Unknown to this binary: keep the bytes under a type URL that says so.
+    out.mutable_payload()->set_type_url(
+        StrCat("type.googleapis.com/fidelis.unknown.", event.type()));
+    out.mutable_payload()->set_value(event.payload());
+  }
+  return out;
+}
+
+grpc::Status EventLogService::ReadStream(grpc::ServerContext*, const v1::ReadStreamRequest* request,
+                                         v1::ReadStreamResponse* response) {
+  const std::string& stream = request->stream_id();
+  if (stream.empty() || stream.size() > 256 || stream.find('\0') != std::string::npos) {
+    return ToGrpcStatus(InvalidField("stream_id", "must be 1 to 256 bytes without NUL"));
+  }
+  if (request->from_version() < 0) {
+    return ToGrpcStatus(InvalidField("from_version", "must not be negative"));
+  }
+  if (request->max_count() < 0 || request->max_count() > kMaxReadCount) {
+    return ToGrpcStatus(InvalidField("max_count", StrCat("must be between 0 and ", kMaxReadCount)));
+  }
+  absl::StatusOr<int64_t> version = store_->StreamVersion(stream);
+  if (!version.ok()) return ToGrpcStatus(version.status());
+  if (*version == 0) {
+    return ToGrpcStatus(absl::NotFoundError(StrCat("stream ", stream, " does not exist")));
+  }
+  const size_t max = request->max_count() == 0 ? kMaxReadCount : request->max_count();
+  auto events = store_->ReadStream(stream, request->from_version(), max);
+  if (!events.ok()) return ToGrpcStatus(events.status());
+  for (const auto& event : *events) *response->add_events() = ToRecordedEvent(event, *registry_);
+  response->set_stream_version(*version);
+  return grpc::Status::OK;
+}
+
+grpc::Status EventLogService::ReadAll(grpc::ServerContext*, const v1::ReadAllRequest* request,
+                                      v1::ReadAllResponse* response) {
+  if (request->max_count() < 0 || request->max_count() > kMaxReadCount) {
+    return ToGrpcStatus(InvalidField("max_count", StrCat("must be between 0 and ", kMaxReadCount)));
+  }
+  const size_t max = request->max_count() == 0 ? kMaxReadCount : request->max_count();
+  response->set_head_position(store_->HeadPosition());
+  absl::Status status =
+      store_->Scan(request->from_position(), max, [&](const v1::StoredEvent& event) {
+        *response->add_events() = ToRecordedEvent(event, *registry_);
+        return true;
+      });
+  return ToGrpcStatus(status);
+}
+
+grpc::Status EventLogService::SubscribeAll(grpc::ServerContext* context,
+                                           const v1::SubscribeAllRequest* request,
+                                           grpc::ServerWriter<v1::RecordedEvent>* writer) {
+  uint64_t next = std::max<uint64_t>(request->from_position(), 1);
+  while (!context->IsCancelled() && !stopping_->load()) {
+    bool write_failed = false;
+    uint64_t sent_up_to = next - 1;
+    absl::Status status = store_->Scan(next, 256, [&](const v1::StoredEvent& event) {
+      if (!writer->Write(ToRecordedEvent(event, *registry_))) {
+        write_failed = true;
+        return false;
+      }
+      sent_up_to = event.global_position();
+      return true;
+    });
+    if (!status.ok()) return ToGrpcStatus(status);
+    if (write_failed) return grpc::Status(grpc::StatusCode::CANCELLED, "subscriber went away");
+    if (sent_up_to >= next) {
+      next = sent_up_to + 1;
+      continue;
+    }
+    // Caught up: follow live appends, waking regularly to notice cancellation and shutdown.
+    store_->WaitForHead(next - 1, absl::Now() + absl::Milliseconds(200));
+  }
+  if (stopping_->load()) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
+  }
+  return grpc::Status(grpc::StatusCode::CANCELLED, "subscription cancelled");
+}
+
+grpc::Status ProjectionAdminService::ListProjections(grpc::ServerContext*,
+                                                     const v1::ListProjectionsRequest*,
+                                                     v1::ListProjectionsResponse* response) {
+  const uint64_t head = store_->HeadPosition();
+  for (ProjectionRunner* runner : engine_->runners()) {
+    v1::ProjectionInfo* info = response->add_projections();
+    info->set_name(std::string(runner->projector().name()));
+    info->set_version(runner->projector().version());
+    const uint64_t checkpoint = runner->checkpoint();
+    info->set_checkpoint(checkpoint);
+    info->set_head_position(head);
+    info->set_lag(head > checkpoint ? head - checkpoint : 0);
+    absl::Status available = runner->Availability();
+    info->set_state(available.ok() ? "live" : std::string(available.message()));
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace fidelis::server

@@ -1,0 +1,106 @@
+// The gRPC service adapters. They are thin: translate a request into domain or storage calls,
+// translate the result back, and convert the status once (grpc_status.h). They use the
+// synchronous gRPC API; each call runs on a gRPC thread and may block on the event log's group
+// commit or on a projection catching up.
+//
+// None of them owns anything: the FidelisServer (server.h) owns the parts and outlives them.
+#pragma once
+
+#include <atomic>
+
+#include "domain/event_registry.h"
+#include "fidelis/v1/accounts.grpc.pb.h"
+#include "fidelis/v1/admin.grpc.pb.h"
+#include "fidelis/v1/event_log.grpc.pb.h"
+#include "server/command_handler.h"
+#include "server/projection_engine.h"
+#include "storage/event_store.h"
+
+namespace fidelis::server {
+
+// Limits on query and read requests. Documented in the README.
+inline constexpr int kMaxPageSize = 1000;
+inline constexpr int kDefaultPageSize = 100;
+inline constexpr int kMaxReadCount = 1000;
+
+class AccountCommandsService final : public v1::AccountCommands::Service {
+ public:
+  explicit AccountCommandsService(CommandHandler* handler) : handler_(handler) {}
+
+  grpc::Status OpenAccount(grpc::ServerContext* context, const v1::OpenAccountRequest* request,
+                           v1::CommandResult* response) override;
+  grpc::Status MakeDeposit(grpc::ServerContext* context, const v1::MakeDepositRequest* request,
+                           v1::CommandResult* response) override;
+  grpc::Status MakeWithdrawal(grpc::ServerContext* context,
+                              const v1::MakeWithdrawalRequest* request,
+                              v1::CommandResult* response) override;
+  grpc::Status CloseAccount(grpc::ServerContext* context, const v1::CloseAccountRequest* request,
+                            v1::CommandResult* response) override;
+  grpc::Status TransferFunds(grpc::ServerContext* context, const v1::TransferFundsRequest* request,
+                             v1::TransferFundsResponse* response) override;
+  grpc::Status Ping(grpc::ServerContext* context, const v1::PingRequest* request,
+                    v1::PingResponse* response) override;
+
+ private:
+  CommandHandler* const handler_;
+};
+
+class AccountQueriesService final : public v1::AccountQueries::Service {
+ public:
+  explicit AccountQueriesService(const ProjectionEngine* engine) : engine_(engine) {}
+
+  grpc::Status GetAccountSummary(grpc::ServerContext* context,
+                                 const v1::GetAccountSummaryRequest* request,
+                                 v1::AccountSummary* response) override;
+  grpc::Status ListAccountSummaries(grpc::ServerContext* context,
+                                    const v1::ListAccountSummariesRequest* request,
+                                    v1::ListAccountSummariesResponse* response) override;
+  grpc::Status GetAccountReport(grpc::ServerContext* context,
+                                const v1::GetAccountReportRequest* request,
+                                v1::AccountReport* response) override;
+
+ private:
+  const ProjectionEngine* const engine_;
+};
+
+class EventLogService final : public v1::EventLog::Service {
+ public:
+  // `stopping` turns true when the server shuts down; subscriptions then end.
+  EventLogService(const storage::EventStore* store, const EventRegistry* registry,
+                  const std::atomic<bool>* stopping)
+      : store_(store), registry_(registry), stopping_(stopping) {}
+
+  grpc::Status ReadStream(grpc::ServerContext* context, const v1::ReadStreamRequest* request,
+                          v1::ReadStreamResponse* response) override;
+  grpc::Status ReadAll(grpc::ServerContext* context, const v1::ReadAllRequest* request,
+                       v1::ReadAllResponse* response) override;
+  grpc::Status SubscribeAll(grpc::ServerContext* context, const v1::SubscribeAllRequest* request,
+                            grpc::ServerWriter<v1::RecordedEvent>* writer) override;
+
+ private:
+  const storage::EventStore* const store_;
+  const EventRegistry* const registry_;
+  const std::atomic<bool>* const stopping_;
+};
+
+class ProjectionAdminService : public v1::ProjectionAdmin::Service {
+ public:
+  ProjectionAdminService(const ProjectionEngine* engine, const storage::EventStore* store)
+      : engine_(engine), store_(store) {}
+
+  grpc::Status ListProjections(grpc::ServerContext* context,
+                               const v1::ListProjectionsRequest* request,
+                               v1::ListProjectionsResponse* response) override;
+
+ protected:
+  const ProjectionEngine* const engine_;
+  const storage::EventStore* const store_;
+};
+
+// Converts a stored event to its API form, decoding the payload as stored.
+v1::RecordedEvent ToRecordedEvent(const v1::StoredEvent& event, const EventRegistry& registry);
+
+// The deadline of a call as absl::Time, capped at `cap` from now.
+absl::Time CallDeadline(const grpc::ServerContext& context, absl::Duration cap);
+
+}  // namespace fidelis::server

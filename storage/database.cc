@@ -1,0 +1,113 @@
+#include "storage/database.h"
+
+#include <algorithm>
+
+#include "domain/strings.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/table.h"
+#include "storage/key_format.h"
+
+namespace fidelis::storage {
+
+absl::Status FromRocks(const rocksdb::Status& status, std::string_view what) {
+  if (status.ok()) return absl::OkStatus();
+  std::string message = StrCat(what, ": ", status.ToString());
+  if (status.IsCorruption()) return absl::DataLossError(message);
+  if (status.IsNotFound()) return absl::NotFoundError(message);
+  if (status.IsIOError() || status.IsNoSpace() || status.IsBusy() || status.IsTimedOut() ||
+      status.IsTryAgain() || status.IsAborted()) {
+    return absl::UnavailableError(message);
+  }
+  return absl::InternalError(message);
+}
+
+namespace {
+
+rocksdb::ColumnFamilyOptions FamilyOptions(const DatabaseOptions& options,
+                                           const std::shared_ptr<rocksdb::Cache>& cache) {
+  rocksdb::ColumnFamilyOptions cf;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = cache;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  cf.compression = rocksdb::kLZ4Compression;
+  return cf;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path,
+                                                         const DatabaseOptions& options) {
+  std::unique_ptr<Database> database(new Database(path, options));
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.IncreaseParallelism(2);
+  db_options.max_open_files = 512;
+  if (options.env != nullptr) db_options.env = options.env;
+  database->cache_ = rocksdb::NewLRUCache(options.block_cache_bytes);
+  rocksdb::ColumnFamilyOptions cf = FamilyOptions(options, database->cache_);
+
+  std::vector<std::string> names;
+  rocksdb::Status listed = rocksdb::DB::ListColumnFamilies(db_options, path, &names);
+  if (!listed.ok()) names.clear();  // A new database has no families yet.
+  for (const char* fixed : {rocksdb::kDefaultColumnFamilyName.c_str(), kEventsFamily,
+                            kStreamsFamily, kCommandsFamily, kSnapshotsFamily, kMetaFamily}) {
+    if (std::find(names.begin(), names.end(), fixed) == names.end()) names.push_back(fixed);
+  }
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const auto& name : names) descriptors.emplace_back(name, cf);
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status opened = rocksdb::DB::Open(db_options, path, descriptors, &handles, &raw);
+  if (!opened.ok()) return FromRocks(opened, StrCat("opening database ", path));
+  database->db_.reset(raw);
+  absl::MutexLock lock(&database->mu_);
+  for (size_t i = 0; i < names.size(); ++i) database->families_[names[i]] = handles[i];
+  return database;
+}
+
+Database::~Database() {
+  if (!db_) return;
+  absl::MutexLock lock(&mu_);
+  for (auto& [name, handle] : families_) db_->DestroyColumnFamilyHandle(handle);
+  families_.clear();
+  db_->Close().PermitUncheckedError();
+}
+
+rocksdb::ColumnFamilyHandle* Database::Family(std::string_view name) const {
+  absl::MutexLock lock(&mu_);
+  auto it = families_.find(name);
+  return it == families_.end() ? nullptr : it->second;
+}
+
+absl::StatusOr<rocksdb::ColumnFamilyHandle*> Database::CreateFamily(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  auto it = families_.find(name);
+  if (it != families_.end()) return it->second;
+  rocksdb::ColumnFamilyHandle* handle = nullptr;
+  rocksdb::Status s = db_->CreateColumnFamily(FamilyOptions(options_, cache_), name, &handle);
+  if (!s.ok()) return FromRocks(s, StrCat("creating column family ", name));
+  families_[name] = handle;
+  return handle;
+}
+
+absl::Status Database::DropFamily(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  auto it = families_.find(name);
+  if (it == families_.end()) return absl::OkStatus();
+  rocksdb::Status s = db_->DropColumnFamily(it->second);
+  if (!s.ok()) return FromRocks(s, StrCat("dropping column family ", name));
+  db_->DestroyColumnFamilyHandle(it->second).PermitUncheckedError();
+  families_.erase(it);
+  return absl::OkStatus();
+}
+
+std::vector<std::string> Database::FamilyNames() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> names;
+  for (const auto& [name, handle] : families_) names.push_back(name);
+  return names;
+}
+
+}  // namespace fidelis::storage

@@ -1,0 +1,75 @@
+// Database: one RocksDB instance shared by the event log, snapshots and projection storage.
+//
+// Owns the rocksdb::DB and every column-family handle. Column families are opened at Open and
+// can be created or dropped later (projection versions come and go). All methods are
+// thread-safe. Handles returned by Family() stay valid until DropFamily() of that name or the
+// Database is destroyed; a caller must not use a handle across a drop of its family.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "rocksdb/cache.h"
+#include "rocksdb/db.h"
+
+namespace fidelis::storage {
+
+struct DatabaseOptions {
+  // Sync the WAL on every event append (the default). When false an acknowledged command
+  // survives a process crash but may be lost on power failure or kernel crash.
+  bool sync_writes = true;
+  // Passed to RocksDB's block cache, in bytes.
+  size_t block_cache_bytes = 64 << 20;
+  // Optional RocksDB environment (tests inject fault-injecting ones). Not owned.
+  rocksdb::Env* env = nullptr;
+};
+
+class Database {
+ public:
+  // Opens or creates the database in `path`, with every column family it holds plus the event
+  // log's fixed ones. UNAVAILABLE when RocksDB cannot open it (locked by another process,
+  // unreadable directory); DATA_LOSS when RocksDB reports corruption.
+  static absl::StatusOr<std::unique_ptr<Database>> Open(const std::string& path,
+                                                        const DatabaseOptions& options);
+  ~Database();
+
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+
+  rocksdb::DB* db() const { return db_.get(); }
+  const DatabaseOptions& options() const { return options_; }
+  const std::string& path() const { return path_; }
+
+  // The handle of an existing family, or nullptr.
+  rocksdb::ColumnFamilyHandle* Family(std::string_view name) const;
+  // The handle of `name`, created if missing.
+  absl::StatusOr<rocksdb::ColumnFamilyHandle*> CreateFamily(const std::string& name);
+  // Drops `name` and its data. OK if it does not exist.
+  absl::Status DropFamily(const std::string& name);
+  // Names of all families, in no particular order.
+  std::vector<std::string> FamilyNames() const;
+
+ private:
+  Database(std::string path, DatabaseOptions options) : path_(std::move(path)), options_(options) {}
+
+  const std::string path_;
+  const DatabaseOptions options_;
+  std::shared_ptr<rocksdb::Cache> cache_;  // Shared by every family.
+  std::unique_ptr<rocksdb::DB> db_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, rocksdb::ColumnFamilyHandle*, std::less<>> families_ ABSL_GUARDED_BY(mu_);
+};
+
+// Maps a RocksDB status to the canonical code: IOError/NoSpace -> UNAVAILABLE,
+// Corruption -> DATA_LOSS, NotFound -> NOT_FOUND, others -> INTERNAL. `what` prefixes the
+// message.
+absl::Status FromRocks(const rocksdb::Status& status, std::string_view what);
+
+}  // namespace fidelis::storage

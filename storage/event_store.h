@@ -1,0 +1,113 @@
+// EventStore: the append-only event log, as an interface.
+//
+// The embedded implementation is RocksDbEventStore; a distributed log can implement the same
+// contract later. The contract is deliberately small: a batch of events for one or more
+// streams, each with its own expected version, goes in; consecutive global positions come out.
+//
+// Guarantees every implementation gives:
+//   - Global positions start at 1, are gapless and strictly increasing in commit order.
+//   - A batch is atomic: all of its events become visible together, or none do.
+//   - Stream versions start at 1 and are contiguous within a stream.
+//   - A batch with a command_id is applied at most once; a retry returns the first result.
+//   - Append returns only after the batch is durable to the configured degree.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "fidelis/v1/events.pb.h"
+
+namespace fidelis::storage {
+
+// Expected-version sentinels. Any other value must equal the stream's version exactly
+// (0 means the stream must not exist yet).
+inline constexpr int64_t kExpectAny = -1;
+inline constexpr int64_t kExpectNoStream = 0;
+
+// Payload key under which an ABORTED append names the stream's actual version.
+inline constexpr char kCurrentVersionPayloadKey[] = "fidelis.current_version";
+// Payload key under which an ABORTED append names the stream that conflicted.
+inline constexpr char kConflictStreamPayloadKey[] = "fidelis.conflict_stream";
+
+struct EventToAppend {
+  std::string type;
+  uint32_t schema_version = 0;
+  int64_t timestamp_micros = 0;
+  std::string payload;  // Serialized protobuf of (type, schema_version).
+  v1::EventMetadata metadata;
+};
+
+struct StreamAppend {
+  std::string stream_id;  // Non-empty, no 0x00 byte.
+  int64_t expected_version = kExpectAny;
+  std::vector<EventToAppend> events;  // Non-empty.
+};
+
+struct AppendRequest {
+  // Streams in the order their events take positions. A stream appears at most once.
+  std::vector<StreamAppend> streams;
+  // Optional idempotency key and the fingerprint of the request's payload.
+  std::string command_id;
+  std::string fingerprint;
+};
+
+struct AppendResult {
+  uint64_t first_position = 0;
+  uint64_t last_position = 0;
+  // Each stream's version after the append, in request order (for a deduplicated result,
+  // in the order of the original request).
+  std::vector<v1::StreamVersion> streams;
+  // True when the command_id had been applied before and nothing was appended now.
+  bool deduplicated = false;
+};
+
+class EventStore {
+ public:
+  virtual ~EventStore() = default;
+
+  // Appends a batch atomically. Thread-safe; concurrent appends are group-committed.
+  //   ABORTED             an expected version does not match; the status carries the stream
+  //                       and its current version as payloads; nothing was written.
+  //   ALREADY_EXISTS      command_id was used before with a different fingerprint.
+  //   INVALID_ARGUMENT    malformed batch (empty, bad stream id, duplicate stream).
+  //   UNAVAILABLE         the write failed; the store refuses further appends until reopened.
+  //   RESOURCE_EXHAUSTED  too many appends are waiting.
+  virtual absl::StatusOr<AppendResult> Append(AppendRequest request) = 0;
+
+  // The record of an applied command_id, or nullopt.
+  virtual absl::StatusOr<std::optional<v1::CommandRecord>> FindCommand(
+      std::string_view command_id) const = 0;
+
+  // Up to max_count events of `stream_id` with version >= from_version, in version order.
+  virtual absl::StatusOr<std::vector<v1::StoredEvent>> ReadStream(std::string_view stream_id,
+                                                                  int64_t from_version,
+                                                                  size_t max_count) const = 0;
+
+  // The version of the last event of `stream_id`; 0 when the stream does not exist.
+  virtual absl::StatusOr<int64_t> StreamVersion(std::string_view stream_id) const = 0;
+
+  // Calls `visit` for events at positions >= from_position in order, until it returns false,
+  // max_count events were visited, or the log ends. The event passed to `visit` is reused
+  // between calls. DATA_LOSS names the position of a record that does not parse.
+  virtual absl::Status Scan(uint64_t from_position, size_t max_count,
+                            const std::function<bool(const v1::StoredEvent&)>& visit) const = 0;
+
+  // Convenience over Scan.
+  absl::StatusOr<std::vector<v1::StoredEvent>> ReadAll(uint64_t from_position,
+                                                       size_t max_count) const;
+
+  // The position of the newest committed event; 0 for an empty log. Thread-safe.
+  virtual uint64_t HeadPosition() const = 0;
+
+  // Blocks until HeadPosition() > after_position or `deadline` passes; returns the head.
+  virtual uint64_t WaitForHead(uint64_t after_position, absl::Time deadline) const = 0;
+};
+
+}  // namespace fidelis::storage

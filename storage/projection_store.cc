@@ -1,0 +1,139 @@
+#include "storage/projection_store.h"
+
+#include "domain/status_macros.h"
+#include "domain/strings.h"
+#include "storage/key_format.h"
+
+namespace fidelis::storage {
+namespace {
+
+const std::string& CheckpointKey() {
+  static const auto* key = new std::string(MetaKey("checkpoint"));
+  return *key;
+}
+
+const std::string& StateKey() {
+  static const auto* key = new std::string(MetaKey("state"));
+  return *key;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ProjectionStore>> ProjectionStore::Open(Database* database,
+                                                                       std::string name,
+                                                                       uint32_t version) {
+  ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * family,
+                   database->CreateFamily(ProjectionFamily(name, version)));
+  return std::unique_ptr<ProjectionStore>(
+      new ProjectionStore(database, family, std::move(name), version));
+}
+
+absl::StatusOr<uint64_t> ProjectionStore::Checkpoint() const {
+  std::string value;
+  rocksdb::Status s =
+      database_->db()->Get(rocksdb::ReadOptions(), family_, CheckpointKey(), &value);
+  if (s.IsNotFound()) return 0;
+  RETURN_IF_ERROR(FromRocks(s, StrCat("reading the checkpoint of ", name_)));
+  if (value.size() != 8) return absl::DataLossError(StrCat("checkpoint of ", name_, " is corrupt"));
+  return DecodeBigEndian64(value);
+}
+
+absl::StatusOr<std::string> ProjectionStore::State() const {
+  std::string value;
+  rocksdb::Status s = database_->db()->Get(rocksdb::ReadOptions(), family_, StateKey(), &value);
+  if (s.IsNotFound()) return std::string(kStateLive);
+  RETURN_IF_ERROR(FromRocks(s, StrCat("reading the state of ", name_)));
+  return value;
+}
+
+absl::StatusOr<std::optional<std::string>> ProjectionStore::Get(std::string_view key) const {
+  std::string value;
+  rocksdb::Status s = database_->db()->Get(rocksdb::ReadOptions(), family_, RowKey(key), &value);
+  if (s.IsNotFound()) return std::nullopt;
+  RETURN_IF_ERROR(FromRocks(s, StrCat("reading projection ", name_)));
+  return value;
+}
+
+absl::Status ProjectionStore::Scan(
+    std::string_view after_key, size_t limit,
+    const std::function<bool(std::string_view, std::string_view)>& visit) const {
+  rocksdb::ReadOptions read_options;
+  const std::string upper(1, kRowPrefix + 1);
+  rocksdb::Slice upper_slice(upper);
+  read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(database_->db()->NewIterator(read_options, family_));
+  const std::string start = RowKey(after_key);
+  it->Seek(start);
+  if (it->Valid() && !after_key.empty() && it->key() == start) it->Next();
+  for (size_t n = 0; it->Valid() && n < limit; it->Next(), ++n) {
+    if (!visit(it->key().ToStringView().substr(1), it->value().ToStringView())) break;
+  }
+  return FromRocks(it->status(), StrCat("scanning projection ", name_));
+}
+
+absl::StatusOr<uint64_t> ProjectionStore::CountRows() const {
+  uint64_t count = 0;
+  RETURN_IF_ERROR(
+      Scan("", std::numeric_limits<size_t>::max(), [&count](std::string_view, std::string_view) {
+        ++count;
+        return true;
+      }));
+  return count;
+}
+
+absl::Status ProjectionStore::Truncate(std::string_view state) {
+  rocksdb::WriteBatch batch;
+  batch.DeleteRange(family_, std::string(1, kRowPrefix), std::string(1, kRowPrefix + 1));
+  batch.Delete(family_, CheckpointKey());
+  batch.Put(family_, StateKey(), rocksdb::Slice(state.data(), state.size()));
+  rocksdb::WriteOptions options;
+  options.sync = true;
+  return FromRocks(database_->db()->Write(options, &batch),
+                   StrCat("truncating projection ", name_));
+}
+
+absl::Status ProjectionStore::SetState(std::string_view state) {
+  rocksdb::WriteOptions options;
+  options.sync = true;
+  return FromRocks(database_->db()->Put(options, family_, StateKey(),
+                                        rocksdb::Slice(state.data(), state.size())),
+                   StrCat("setting the state of projection ", name_));
+}
+
+absl::StatusOr<google::protobuf::Message*> ProjectionBatch::Row(
+    std::string_view key, const google::protobuf::Message& prototype, bool* found) {
+  auto it = rows_.find(ToAbsl(key));
+  if (it != rows_.end()) {
+    *found = true;
+    return it->second.get();
+  }
+  std::unique_ptr<google::protobuf::Message> row(prototype.New());
+  ASSIGN_OR_RETURN(std::optional<std::string> stored, store_->Get(key));
+  *found = stored.has_value();
+  if (stored && !row->ParseFromString(*stored)) {
+    return absl::DataLossError(
+        StrCat("row ", key, " of projection ", store_->name(), " does not parse"));
+  }
+  google::protobuf::Message* out = row.get();
+  rows_.emplace(std::string(key), std::move(row));
+  return out;
+}
+
+absl::Status ProjectionBatch::Commit(uint64_t checkpoint, std::optional<std::string_view> state) {
+  rocksdb::WriteBatch batch;
+  std::string value;
+  for (const auto& [key, row] : rows_) {
+    row->SerializeToString(&value);
+    batch.Put(store_->family_, RowKey(key), value);
+  }
+  std::string position;
+  PutBigEndian64(&position, checkpoint);
+  batch.Put(store_->family_, CheckpointKey(), position);
+  if (state) batch.Put(store_->family_, StateKey(), rocksdb::Slice(state->data(), state->size()));
+  absl::Status status = FromRocks(store_->database_->db()->Write(rocksdb::WriteOptions(), &batch),
+                                  StrCat("writing projection ", store_->name()));
+  rows_.clear();
+  return status;
+}
+
+}  // namespace fidelis::storage

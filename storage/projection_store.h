@@ -1,0 +1,99 @@
+// Projection storage: one RocksDB column family per projection version, holding the rows and
+// the checkpoint (the last applied global position), always written in the same batch so a
+// restart resumes exactly where the projection stopped.
+//
+// Taxonomy:
+//   ProjectionStore - one projection version's family. Thread-safe; shared by the projector
+//                     thread that writes it and every query thread that reads it.
+//   ProjectionBatch - a RowStore that buffers parsed rows in memory and writes them back with
+//                     the new checkpoint in one atomic RocksDB batch. Used by one thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "domain/projector.h"
+#include "storage/database.h"
+
+namespace fidelis::storage {
+
+// Projection states kept next to the checkpoint.
+inline constexpr std::string_view kStateLive = "live";
+// Set when a rebuild truncates a projection and cleared when it completes: a projection in
+// this state must not be served as complete.
+inline constexpr std::string_view kStateNeedsRebuild = "needs_rebuild";
+
+class ProjectionStore {
+ public:
+  // Opens (creating if needed) the family of `name` version `version`. `database` must outlive
+  // the store.
+  static absl::StatusOr<std::unique_ptr<ProjectionStore>> Open(Database* database, std::string name,
+                                                               uint32_t version);
+
+  const std::string& name() const { return name_; }
+  uint32_t version() const { return version_; }
+
+  // Last applied global position; 0 when nothing was applied.
+  absl::StatusOr<uint64_t> Checkpoint() const;
+  // The stored state ("live" when never set).
+  absl::StatusOr<std::string> State() const;
+
+  // The serialized row under `key`, or nullopt.
+  absl::StatusOr<std::optional<std::string>> Get(std::string_view key) const;
+
+  // Calls `visit(key, value)` for rows with key > after_key in key order, until it returns
+  // false or `limit` rows were visited.
+  absl::Status Scan(std::string_view after_key, size_t limit,
+                    const std::function<bool(std::string_view, std::string_view)>& visit) const;
+
+  // Deletes every row, resets the checkpoint to 0 and sets `state`, atomically and durably.
+  absl::Status Truncate(std::string_view state);
+  // Sets the state durably.
+  absl::Status SetState(std::string_view state);
+  // Counts rows (a full scan).
+  absl::StatusOr<uint64_t> CountRows() const;
+
+ private:
+  friend class ProjectionBatch;
+  ProjectionStore(Database* database, rocksdb::ColumnFamilyHandle* family, std::string name,
+                  uint32_t version)
+      : database_(database), family_(family), name_(std::move(name)), version_(version) {}
+
+  Database* const database_;
+  rocksdb::ColumnFamilyHandle* const family_;
+  const std::string name_;
+  const uint32_t version_;
+};
+
+class ProjectionBatch : public RowStore {
+ public:
+  // `store` must outlive the batch.
+  explicit ProjectionBatch(ProjectionStore* store) : store_(store) {}
+
+  absl::StatusOr<google::protobuf::Message*> Row(std::string_view key,
+                                                 const google::protobuf::Message& prototype,
+                                                 bool* found) override;
+
+  // Writes every row touched since the last commit and `checkpoint` atomically (WAL on, not
+  // synced: a process crash loses nothing, a power cut loses a suffix that is replayed again),
+  // then forgets the rows. Optionally sets the state in the same batch.
+  absl::Status Commit(uint64_t checkpoint, std::optional<std::string_view> state = std::nullopt);
+
+  // Forgets every buffered row without writing.
+  void Discard() { rows_.clear(); }
+
+  size_t size() const { return rows_.size(); }
+
+ private:
+  ProjectionStore* const store_;
+  absl::flat_hash_map<std::string, std::unique_ptr<google::protobuf::Message>> rows_;
+};
+
+}  // namespace fidelis::storage

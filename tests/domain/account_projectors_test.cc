@@ -1,0 +1,89 @@
+#include "domain/account_projectors.h"
+
+#include "domain/event_types.h"
+#include "fidelis/v1/events.pb.h"
+#include "fidelis/v1/projections.pb.h"
+#include "gtest/gtest.h"
+#include "tests/domain/fake_row_store.h"
+#include "tests/test_util.h"
+
+namespace fidelis {
+namespace {
+
+constexpr char kId[] = "0123456789abcdef0123456789abcdef";
+
+class AccountProjectorsTest : public ::testing::Test {
+ protected:
+  void Feed(const Projector& projector, std::string_view type,
+            const google::protobuf::Message& payload, int64_t when) {
+    EventView view;
+    view.global_position = ++position_;
+    view.stream_id = stream_;
+    view.type = type;
+    view.timestamp_micros = when;
+    view.payload = &payload;
+    ASSERT_OK(projector.Apply(view, rows_));
+  }
+
+  void FeedHistory(const Projector& p) {
+    v1::AccountOpened opened;
+    opened.set_account_id(kId);
+    opened.set_account_number("N1");
+    opened.set_holder_name("Ada");
+    opened.mutable_opening_deposit()->set_minor_units(1000);
+    opened.mutable_opening_deposit()->set_currency("EUR");
+    Feed(p, kAccountOpened, opened, 1'000'000);
+    v1::DepositMade deposit;
+    deposit.mutable_amount()->set_minor_units(250);
+    Feed(p, kDepositMade, deposit, 2'000'000);
+    v1::WithdrawalMade withdrawal;
+    withdrawal.mutable_amount()->set_minor_units(1250);
+    Feed(p, kWithdrawalMade, withdrawal, 3'000'000);
+    v1::AccountClosed closed;
+    Feed(p, kAccountClosed, closed, 4'000'000);
+  }
+
+  std::string stream_ = AccountStream(kId);
+  uint64_t position_ = 0;
+  testing::FakeRowStore rows_;
+};
+
+TEST_F(AccountProjectorsTest, SummaryFollowsBalanceCountAndStatus) {
+  AccountSummaryProjector projector;
+  FeedHistory(projector);
+  const auto* row = rows_.Get<v1::AccountSummary>(kId);
+  ASSERT_NE(row, nullptr);
+  EXPECT_EQ(row->account_number(), "N1");
+  EXPECT_EQ(row->holder_name(), "Ada");
+  EXPECT_EQ(row->balance().minor_units(), 0);
+  EXPECT_EQ(row->balance().currency(), "EUR");
+  EXPECT_EQ(row->transaction_count(), 3);
+  EXPECT_EQ(row->last_transaction_time().seconds(), 3);
+  EXPECT_EQ(row->status(), v1::ACCOUNT_STATUS_CLOSED);
+}
+
+TEST_F(AccountProjectorsTest, ReportTotalsDepositsAndWithdrawalsSeparately) {
+  AccountReportProjector projector;
+  FeedHistory(projector);
+  const auto* row = rows_.Get<v1::AccountReport>(kId);
+  ASSERT_NE(row, nullptr);
+  EXPECT_EQ(row->total_deposits(), 1250);
+  EXPECT_EQ(row->deposit_count(), 2);
+  EXPECT_EQ(row->total_withdrawals(), 1250);
+  EXPECT_EQ(row->withdrawal_count(), 1);
+  EXPECT_EQ(row->opened_at().seconds(), 1);
+  EXPECT_EQ(row->closed_at().seconds(), 4);
+}
+
+TEST_F(AccountProjectorsTest, AnEventBeforeTheOpeningIsAHandlerError) {
+  AccountSummaryProjector projector;
+  v1::DepositMade deposit;
+  EventView view;
+  view.stream_id = stream_;
+  view.type = kDepositMade;
+  view.payload = &deposit;
+  EXPECT_CODE(projector.Apply(view, rows_), kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace fidelis

@@ -1,0 +1,134 @@
+// End to end: the real fidelisd binary, driven by the real fidelis CLI, killed with SIGKILL
+// mid-way and restarted. Every acknowledged command's events must still be in the log.
+#include <atomic>
+#include <map>
+#include <regex>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "tests/e2e/process.h"
+#include "tests/test_util.h"
+
+namespace fidelis::testing {
+namespace {
+
+const std::string kServer = FIDELISD_PATH;
+const std::string kCli = FIDELIS_CLI_PATH;
+
+// Starts fidelisd on a free loopback port; returns the address it printed.
+std::string StartServer(std::unique_ptr<Child>& child, const std::string& data_dir) {
+  child = std::make_unique<Child>(std::vector<std::string>{
+      kServer, "--listen=127.0.0.1:0", "--data_dir=" + data_dir, "--log_level=warn"});
+  std::string line = child->ReadLine();
+  const std::string prefix = "listening on ";
+  if (line.rfind(prefix, 0) != 0) return "";
+  return line.substr(prefix.size());
+}
+
+RunResult Cli(const std::string& address, std::vector<std::string> args) {
+  args.insert(args.begin(), {kCli, "--server", address, "--timeout", "5"});
+  return Run(args);
+}
+
+std::string JsonField(const std::string& json, const std::string& field) {
+  std::smatch match;
+  std::regex pattern("\"" + field + "\":\"?([^\",}]*)\"?");
+  if (std::regex_search(json, match, pattern)) return match[1];
+  return "";
+}
+
+TEST(EndToEndTest, AcknowledgedCommandsSurviveSigkill) {
+  TempDir dir;
+  std::unique_ptr<Child> server;
+  std::string address = StartServer(server, dir.Sub("data"));
+  ASSERT_FALSE(address.empty());
+
+  RunResult opened = Cli(address, {"--json", "account", "open", "--number", "E2E1", "--holder",
+                                   "Grace Hopper", "--deposit", "10.00"});
+  ASSERT_EQ(opened.exit_code, 0) << opened.output;
+  const std::string id = JsonField(opened.output, "account_id");
+  ASSERT_EQ(id.size(), 32u) << opened.output;
+
+  // Readable output for people.
+  RunResult shown = Cli(address, {"account", "get", "--account", id, "--min-position", "1"});
+  ASSERT_EQ(shown.exit_code, 0);
+  EXPECT_NE(shown.output.find("balance:       10.00 EUR"), std::string::npos) << shown.output;
+
+  // A client deposits continuously; the server is killed while it does.
+  std::map<uint64_t, int64_t> acknowledged;  // global position -> stream version
+  std::atomic<int> acks{0};
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::thread client([&] {
+    for (int i = 0; i < 400 && !stop.load(); ++i) {
+      RunResult r = Cli(address, {"--json", "account", "deposit", "--account", id, "--amount",
+                                  "0.01", "--command-id", "dep-" + std::to_string(i)});
+      if (r.exit_code == 0) {
+        std::lock_guard<std::mutex> lock(mu);
+        acknowledged[std::stoull(JsonField(r.output, "global_position"))] =
+            std::stoll(JsonField(r.output, "stream_version"));
+        ++acks;
+      } else {
+        stop.store(true);  // The server is gone.
+      }
+    }
+  });
+  while (acks.load() < 20 && !stop.load()) absl::SleepFor(absl::Milliseconds(5));
+  server->Signal(SIGKILL);
+  EXPECT_EQ(server->Wait(), 128 + SIGKILL);
+  stop.store(true);
+  client.join();
+  ASSERT_GE(acknowledged.size(), 20u);
+
+  address = StartServer(server, dir.Sub("data"));
+  ASSERT_FALSE(address.empty());
+  RunResult events =
+      Cli(address, {"--json", "events", "read", "--stream", "Account-" + id, "--max", "1000"});
+  ASSERT_EQ(events.exit_code, 0);
+  std::map<uint64_t, int64_t> logged;
+  std::istringstream lines(events.output);
+  for (std::string line; std::getline(lines, line);) {
+    if (JsonField(line, "type") == "DepositMade") {
+      logged[std::stoull(JsonField(line, "global_position"))] =
+          std::stoll(JsonField(line, "stream_version"));
+    }
+  }
+  for (const auto& [position, version] : acknowledged) {
+    ASSERT_TRUE(logged.count(position)) << "acknowledged position " << position << " is lost";
+    EXPECT_EQ(logged[position], version);
+  }
+  // Retrying an acknowledged command after the crash appends nothing new.
+  RunResult retry = Cli(address, {"--json", "account", "deposit", "--account", id, "--amount",
+                                  "0.01", "--command-id", "dep-0"});
+  ASSERT_EQ(retry.exit_code, 0);
+  EXPECT_EQ(JsonField(retry.output, "deduplicated"), "true");
+
+  // The projection agrees with the log once it has caught up.
+  const std::string head = std::to_string(logged.rbegin()->first);
+  RunResult summary =
+      Cli(address, {"--json", "account", "get", "--account", id, "--min-position", head});
+  ASSERT_EQ(summary.exit_code, 0) << summary.output;
+  EXPECT_EQ(JsonField(summary.output, "minor_units"), std::to_string(1000 + logged.size()));
+
+  server->Signal(SIGTERM);
+  EXPECT_EQ(server->Wait(), 0);  // Graceful shutdown exits cleanly.
+}
+
+TEST(EndToEndTest, TheCliReportsRejectionsWithTheirCodeAndExitsNonZero) {
+  TempDir dir;
+  std::unique_ptr<Child> server;
+  const std::string address = StartServer(server, dir.Sub("data"));
+  ASSERT_FALSE(address.empty());
+  RunResult missing = Cli(address, {"account", "deposit", "--account",
+                                    "0123456789abcdef0123456789abcdef", "--amount", "1"});
+  EXPECT_EQ(missing.exit_code, 1);
+  RunResult list = Cli(address, {"projection", "list"});
+  EXPECT_EQ(list.exit_code, 0);
+  EXPECT_NE(list.output.find("AccountSummary"), std::string::npos);
+  EXPECT_NE(list.output.find("AccountReport"), std::string::npos);
+  RunResult usage = Cli(address, {"account", "deposit", "--account", "x", "--amount", "1.234"});
+  EXPECT_EQ(usage.exit_code, 2);
+}
+
+}  // namespace
+}  // namespace fidelis::testing

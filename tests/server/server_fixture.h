@@ -1,0 +1,135 @@
+// A fixture that runs a real FidelisServer in-process on 127.0.0.1:0 with RocksDB in a fresh
+// temporary directory, and talks to it through the generated stubs over real gRPC.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "fidelis/v1/accounts.grpc.pb.h"
+#include "fidelis/v1/admin.grpc.pb.h"
+#include "fidelis/v1/event_log.grpc.pb.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
+#include "server/server.h"
+#include "tests/test_util.h"
+
+namespace fidelis::testing {
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { StartServer(); }
+  void TearDown() override { StopServer(); }
+
+  virtual void Configure(server::ServerOptions& options) {}
+
+  void StartServer() {
+    server::ServerOptions options;
+    options.listen_address = "127.0.0.1:0";
+    options.data_dir = dir_.Sub("data");
+    options.shutdown_grace = absl::Milliseconds(500);
+    Configure(options);
+    auto started = server::FidelisServer::Start(options);
+    ASSERT_OK(started);
+    server_ = std::move(*started);
+    channel_ = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
+    commands_ = v1::AccountCommands::NewStub(channel_);
+    queries_ = v1::AccountQueries::NewStub(channel_);
+    log_ = v1::EventLog::NewStub(channel_);
+    admin_ = v1::ProjectionAdmin::NewStub(channel_);
+  }
+
+  void StopServer() {
+    commands_.reset();
+    queries_.reset();
+    log_.reset();
+    admin_.reset();
+    channel_.reset();
+    if (server_) server_->Shutdown();
+    server_.reset();
+  }
+
+  void RestartServer() {
+    StopServer();
+    StartServer();
+  }
+
+  static std::unique_ptr<grpc::ClientContext> Ctx(absl::Duration timeout = absl::Seconds(10)) {
+    auto context = std::make_unique<grpc::ClientContext>();
+    context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    return context;
+  }
+
+  grpc::Status Open(const std::string& number, int64_t deposit, v1::CommandResult* result,
+                    const std::string& currency = "EUR") {
+    v1::OpenAccountRequest request;
+    request.set_account_number(number);
+    request.set_holder_name("Holder " + number);
+    request.mutable_opening_deposit()->set_minor_units(deposit);
+    request.mutable_opening_deposit()->set_currency(currency);
+    return commands_->OpenAccount(Ctx().get(), request, result);
+  }
+
+  std::string OpenOk(const std::string& number, int64_t deposit) {
+    v1::CommandResult result;
+    grpc::Status status = Open(number, deposit, &result);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return result.account_id();
+  }
+
+  grpc::Status Deposit(const std::string& id, int64_t amount, v1::CommandResult* result,
+                       const std::string& command_id = "") {
+    v1::MakeDepositRequest request;
+    request.set_account_id(id);
+    request.mutable_amount()->set_minor_units(amount);
+    request.mutable_amount()->set_currency("EUR");
+    request.mutable_options()->set_command_id(command_id);
+    return commands_->MakeDeposit(Ctx().get(), request, result);
+  }
+
+  grpc::Status Withdraw(const std::string& id, int64_t amount, v1::CommandResult* result) {
+    v1::MakeWithdrawalRequest request;
+    request.set_account_id(id);
+    request.mutable_amount()->set_minor_units(amount);
+    request.mutable_amount()->set_currency("EUR");
+    return commands_->MakeWithdrawal(Ctx().get(), request, result);
+  }
+
+  v1::AccountSummary Summary(const std::string& id, uint64_t min_position) {
+    v1::GetAccountSummaryRequest request;
+    request.set_account_id(id);
+    request.set_min_global_position(min_position);
+    v1::AccountSummary summary;
+    grpc::Status status = queries_->GetAccountSummary(Ctx().get(), request, &summary);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return summary;
+  }
+
+  // The field named by a status's google.rpc.BadRequest detail, or "".
+  static std::string ViolatedField(const grpc::Status& status) {
+    google::rpc::Status details;
+    if (!details.ParseFromString(status.error_details())) return "";
+    for (const auto& any : details.details()) {
+      google::rpc::BadRequest bad_request;
+      if (any.UnpackTo(&bad_request) && bad_request.field_violations_size() > 0) {
+        return bad_request.field_violations(0).field();
+      }
+    }
+    return "";
+  }
+
+  uint64_t Head() { return server_->event_store()->HeadPosition(); }
+
+  TempDir dir_;
+  std::unique_ptr<server::FidelisServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::AccountCommands::Stub> commands_;
+  std::unique_ptr<v1::AccountQueries::Stub> queries_;
+  std::unique_ptr<v1::EventLog::Stub> log_;
+  std::unique_ptr<v1::ProjectionAdmin::Stub> admin_;
+};
+
+}  // namespace fidelis::testing
