@@ -2,17 +2,20 @@
 //
 //   fidelis [--server host:port] [--json] account open|deposit|withdraw|close|transfer|get|list
 //   fidelis events read|tail
-//   fidelis projection list
+//   fidelis projection list|rebuild|status|watch|cancel
 //
 // Readable output by default; --json prints the server's response as JSON (one object per
 // line for streams). Exit status 0 on success, 1 when the server rejected the call, 2 on
 // usage errors.
+#include <unistd.h>
+
 #include <cstdio>
 #include <iostream>
 #include <string>
 
 #include "CLI/CLI.hpp"
 #include "clients/client_util.h"
+#include "clients/rebuild_view.h"
 #include "fidelis/v1/accounts.grpc.pb.h"
 #include "fidelis/v1/admin.grpc.pb.h"
 #include "fidelis/v1/event_log.grpc.pb.h"
@@ -180,6 +183,28 @@ int Main(int argc, char** argv) {
   CLI::App* projection = app.add_subcommand("projection", "Operate projections");
   projection->require_subcommand(1);
   CLI::App* plist = projection->add_subcommand("list", "Show projections, checkpoints and lag");
+  std::string projection_name, unknown_policy = "skip", handler_policy = "skip", rebuild_id;
+  int batch_size = 0;
+  uint64_t max_rate = 0;
+  bool strict = false;
+  CLI::App* rebuild = projection->add_subcommand("rebuild", "Rebuild projections from the log");
+  rebuild->add_option("--projection", projection_name, "Projection name; omit for all");
+  rebuild->add_option("--batch-size", batch_size, "Events per write batch (default 1000)");
+  rebuild->add_option("--unknown-events", unknown_policy, "skip or fail")
+      ->check(CLI::IsMember({"skip", "fail"}))
+      ->capture_default_str();
+  rebuild->add_option("--handler-errors", handler_policy, "skip or fail")
+      ->check(CLI::IsMember({"skip", "fail"}))
+      ->capture_default_str();
+  rebuild->add_option("--max-rate", max_rate, "Replay at most this many events per second");
+  rebuild->add_flag("--strict", strict, "Treat skipped events as an error (exit status 1)");
+  CLI::App* status_cmd = projection->add_subcommand("status", "Show rebuilds (or one rebuild)");
+  status_cmd->add_option("id", rebuild_id, "Rebuild id");
+  CLI::App* watch = projection->add_subcommand("watch", "Follow a running rebuild");
+  watch->add_option("id", rebuild_id, "Rebuild id")->required();
+  watch->add_flag("--strict", strict, "Treat skipped events as an error (exit status 1)");
+  CLI::App* cancel = projection->add_subcommand("cancel", "Cancel a running rebuild");
+  cancel->add_option("id", rebuild_id, "Rebuild id")->required();
 
   try {
     app.parse(argc, argv);
@@ -383,6 +408,71 @@ int Main(int argc, char** argv) {
     grpc::Status status = reader->Finish();
     if (tail_limit > 0 && seen >= tail_limit) return 0;
     return ReportStatus(status);
+  }
+  if (*rebuild || *watch) {
+    grpc::ClientContext stream_context;  // No deadline: a rebuild takes as long as it takes.
+    std::unique_ptr<grpc::ClientReader<v1::RebuildProgress>> reader;
+    if (*rebuild) {
+      v1::RebuildProjectionRequest request;
+      request.set_projection(projection_name);
+      request.set_batch_size(batch_size);
+      request.set_unknown_event_policy(unknown_policy == "fail" ? v1::FAIL : v1::SKIP);
+      request.set_handler_error_policy(handler_policy == "fail" ? v1::FAIL : v1::SKIP);
+      request.set_max_events_per_second(max_rate);
+      reader = admin.RebuildProjection(&stream_context, request);
+    } else {
+      v1::WatchRebuildRequest request;
+      request.set_rebuild_id(rebuild_id);
+      reader = admin.WatchRebuild(&stream_context, request);
+    }
+    const bool tty = !g.json && isatty(STDOUT_FILENO);
+    RebuildView view(stdout, tty);
+    v1::RebuildProgress progress;
+    while (reader->Read(&progress)) {
+      if (g.json) {
+        std::cout << ToJson(progress) << std::endl;
+      } else {
+        view.Update(progress);
+      }
+    }
+    grpc::Status status = reader->Finish();
+    if (!status.ok()) return ReportStatus(status);
+    if (g.json) return progress.result().success() ? 0 : 1;
+    return view.Finish(strict, *rebuild && projection_name.empty());
+  }
+  if (*status_cmd) {
+    v1::ListRebuildsResponse response;
+    if (!rebuild_id.empty()) {
+      v1::GetRebuildRequest request;
+      request.set_rebuild_id(rebuild_id);
+      grpc::Status status = admin.GetRebuild(&context, request, response.add_rebuilds());
+      if (!status.ok()) return ReportStatus(status);
+    } else {
+      grpc::Status status = admin.ListRebuilds(&context, v1::ListRebuildsRequest(), &response);
+      if (!status.ok()) return ReportStatus(status);
+    }
+    if (g.json) {
+      std::cout << ToJson(response) << "\n";
+      return 0;
+    }
+    if (response.rebuilds().empty()) std::cout << "no rebuilds since the server started\n";
+    for (const auto& info : response.rebuilds()) {
+      std::cout << RebuildView::PlainLine(info.progress()) << "\n";
+    }
+    return 0;
+  }
+  if (*cancel) {
+    v1::CancelRebuildRequest request;
+    request.set_rebuild_id(rebuild_id);
+    v1::RebuildInfo info;
+    grpc::Status status = admin.CancelRebuild(&context, request, &info);
+    if (!status.ok()) return ReportStatus(status);
+    if (g.json) {
+      std::cout << ToJson(info) << "\n";
+    } else {
+      std::cout << RebuildView::PlainLine(info.progress()) << "\n";
+    }
+    return 0;
   }
   if (*plist) {
     v1::ListProjectionsResponse response;

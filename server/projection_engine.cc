@@ -27,9 +27,10 @@ absl::Status ProjectionRunner::Start() {
   ASSIGN_OR_RETURN(std::string state, store_->State());
   checkpoint_.store(checkpoint);
   if (state != storage::kStateLive) {
-    SetUnavailable(StrCat("projection ", label_,
-                          " needs a rebuild (an earlier rebuild did not finish); run "
-                          "RebuildProjection"));
+    std::string reason = StrCat("projection ", label_,
+                                " needs a rebuild (an earlier rebuild did not finish); run "
+                                "RebuildProjection");
+    SetUnavailable("", [reason] { return reason; });
   }
   spdlog::info("projection {} starts at checkpoint {} ({})", label_, checkpoint, state);
   thread_ = std::thread([this] { Run(); });
@@ -81,27 +82,35 @@ void ProjectionRunner::PublishCheckpoint(uint64_t position) {
   checkpoint_cv_.SignalAll();
 }
 
-void ProjectionRunner::SetUnavailable(std::string message) {
+void ProjectionRunner::SetUnavailable(std::string rebuild_id, std::function<std::string()> reason) {
   absl::MutexLock lock(&state_mu_);
-  unavailable_ = std::move(message);
+  unavailable_ = std::move(reason);
+  rebuild_id_ = std::move(rebuild_id);
+  checkpoint_cv_.SignalAll();
 }
 
 void ProjectionRunner::SetAvailable() {
   absl::MutexLock lock(&state_mu_);
-  unavailable_.clear();
+  unavailable_ = nullptr;
+  rebuild_id_.clear();
   checkpoint_cv_.SignalAll();
+}
+
+std::string ProjectionRunner::rebuild_id() const {
+  absl::MutexLock lock(&state_mu_);
+  return rebuild_id_;
 }
 
 absl::Status ProjectionRunner::Availability() const {
   absl::MutexLock lock(&state_mu_);
-  if (unavailable_.empty()) return absl::OkStatus();
-  return absl::UnavailableError(unavailable_);
+  if (!unavailable_) return absl::OkStatus();
+  return absl::UnavailableError(unavailable_());
 }
 
 absl::Status ProjectionRunner::WaitFor(uint64_t position, absl::Time deadline) const {
   absl::MutexLock lock(&state_mu_);
   while (checkpoint_.load(std::memory_order_acquire) < position) {
-    if (!unavailable_.empty()) return absl::UnavailableError(unavailable_);
+    if (unavailable_) return absl::UnavailableError(unavailable_());
     if (checkpoint_cv_.WaitWithDeadline(&state_mu_, deadline) &&
         checkpoint_.load(std::memory_order_acquire) < position) {
       return absl::DeadlineExceededError(
@@ -109,7 +118,7 @@ absl::Status ProjectionRunner::WaitFor(uint64_t position, absl::Time deadline) c
                  ", not yet ", position, ", by the call's deadline"));
     }
   }
-  if (!unavailable_.empty()) return absl::UnavailableError(unavailable_);
+  if (unavailable_) return absl::UnavailableError(unavailable_());
   return absl::OkStatus();
 }
 

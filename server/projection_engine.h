@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -63,10 +64,14 @@ class ProjectionRunner {
   // The writer lock: held by the tailing thread for each batch, and by a rebuild for its
   // whole run so that nothing else writes the store meanwhile.
   absl::Mutex& writer_mutex() { return writer_mu_; }
-  // Marks the projection as being rebuilt (queries get UNAVAILABLE with `message`), or not.
-  void SetUnavailable(std::string message);
+  // Marks the projection as unreadable: queries get UNAVAILABLE with the message `reason`
+  // returns at the time of the query. `rebuild_id` names the rebuild responsible, if any.
+  // `reason` is called with the runner's state lock held and must not call back into it.
+  void SetUnavailable(std::string rebuild_id, std::function<std::string()> reason);
   void SetAvailable();
-  // Records a new checkpoint written by a rebuild and wakes waiters.
+  // The rebuild that made the projection unavailable, or empty.
+  std::string rebuild_id() const;
+  // Records the checkpoint a rebuild wrote (possibly lower than before) and wakes waiters.
   void PublishCheckpoint(uint64_t position);
 
  private:
@@ -86,7 +91,8 @@ class ProjectionRunner {
 
   mutable absl::Mutex state_mu_;
   mutable absl::CondVar checkpoint_cv_;
-  std::string unavailable_ ABSL_GUARDED_BY(state_mu_);  // Empty when available.
+  std::function<std::string()> unavailable_ ABSL_GUARDED_BY(state_mu_);  // Null: available.
+  std::string rebuild_id_ ABSL_GUARDED_BY(state_mu_);
 };
 
 class ProjectionEngine {

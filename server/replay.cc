@@ -31,6 +31,7 @@ absl::Status ReplayRange(const storage::EventStore& store, const EventRegistry& 
             stop = absl::FailedPreconditionError(
                 StrCat("event ", event.type(), " v", event.schema_version(), " at global position ",
                        event.global_position(), ": ", message));
+            stats.errors.push_back({event.global_position(), event.type(), message});
             return false;
           }
           spdlog::warn("{}: skipping {} event {} v{} at global position {}: {}", label,
@@ -57,6 +58,8 @@ absl::Status ReplayRange(const storage::EventStore& store, const EventRegistry& 
             stop = absl::FailedPreconditionError(
                 StrCat("handler failed on ", event.type(), " at global position ",
                        event.global_position(), ": ", applied.message()));
+            stats.errors.push_back(
+                {event.global_position(), event.type(), std::string(applied.message())});
             return false;
           }
           spdlog::error("{}: handler failed on {} at global position {}: {}", label, event.type(),

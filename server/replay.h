@@ -41,8 +41,9 @@ inline constexpr size_t kMaxRecordedErrors = 1000;
 // Reads events at positions > after_position, at most max_events, and folds those of
 // `projector`'s categories into `rows`. Updates `stats`. Returns:
 //   OK                   the range was applied (stats.last_position tells how far);
-//   FAILED_PRECONDITION  a FAIL policy stopped the replay at stats.last_position, which was
-//                        not applied; the message names the event's type and position;
+//   FAILED_PRECONDITION  a FAIL policy stopped the replay at an event, which was not applied
+//                        (stats.last_position is the event before it); the message names the
+//                        event's type and position, and the event is the last of stats.errors;
 //   other codes          the log could not be read (UNAVAILABLE, DATA_LOSS with a position).
 // `label` names the projection in log lines.
 absl::Status ReplayRange(const storage::EventStore& store, const EventRegistry& registry,

@@ -51,8 +51,10 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
   server->queries_service_ = std::make_unique<AccountQueriesService>(server->engine_.get());
   server->event_log_service_ = std::make_unique<EventLogService>(
       server->store_.get(), &server->registry_, &server->stopping_);
-  server->admin_service_ =
-      std::make_unique<ProjectionAdminService>(server->engine_.get(), server->store_.get());
+  server->rebuilds_ = std::make_unique<RebuildManager>(server->engine_.get(), server->store_.get(),
+                                                       &server->registry_);
+  server->admin_service_ = std::make_unique<ProjectionAdminService>(
+      server->engine_.get(), server->store_.get(), server->rebuilds_.get(), &server->stopping_);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -89,7 +91,9 @@ void FidelisServer::Shutdown() {
     grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
     grpc_server_->Wait();
   }
+  if (rebuilds_) rebuilds_->Shutdown();
   if (engine_) engine_->Stop();
+  rebuilds_.reset();
   engine_.reset();
   handler_.reset();
   store_.reset();

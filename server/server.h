@@ -19,6 +19,7 @@
 #include "grpcpp/server.h"
 #include "server/command_handler.h"
 #include "server/projection_engine.h"
+#include "server/rebuild.h"
 #include "server/services.h"
 #include "storage/database.h"
 #include "storage/rocksdb_event_store.h"
@@ -58,6 +59,7 @@ class FidelisServer {
 
   storage::EventStore* event_store() { return store_.get(); }
   ProjectionEngine* engine() { return engine_.get(); }
+  RebuildManager* rebuilds() { return rebuilds_.get(); }
   const EventRegistry& registry() const { return registry_; }
 
  private:
@@ -73,6 +75,7 @@ class FidelisServer {
   std::unique_ptr<storage::SnapshotStore> snapshots_;
   std::unique_ptr<CommandHandler> handler_;
   std::unique_ptr<ProjectionEngine> engine_;
+  std::unique_ptr<RebuildManager> rebuilds_;
   std::unique_ptr<AccountCommandsService> commands_service_;
   std::unique_ptr<AccountQueriesService> queries_service_;
   std::unique_ptr<EventLogService> event_log_service_;

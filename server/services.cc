@@ -365,7 +365,108 @@ grpc::Status ProjectionAdminService::ListProjections(grpc::ServerContext*,
     info->set_lag(head > checkpoint ? head - checkpoint : 0);
     absl::Status available = runner->Availability();
     info->set_state(available.ok() ? "live" : std::string(available.message()));
+    info->set_rebuild_id(runner->rebuild_id());
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status ProjectionAdminService::StreamProgress(
+    grpc::ServerContext* context, const RebuildJob& job,
+    grpc::ServerWriter<v1::RebuildProgress>* writer) {
+  constexpr absl::Duration kMinInterval = absl::Milliseconds(100);
+  constexpr absl::Duration kMaxInterval = absl::Seconds(1);
+  size_t phases_sent = 0;
+  uint64_t seen = 0, sent_seq = 0;
+  absl::Time last_sent = absl::InfinitePast();
+  while (true) {
+    if (context->IsCancelled()) {
+      return grpc::Status(grpc::StatusCode::CANCELLED,
+                          StrCat("stopped watching; rebuild ", job.id(), " goes on"));
+    }
+    if (stopping_->load()) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
+    }
+    const absl::Time heartbeat = last_sent + kMaxInterval;
+    seen = job.WaitForUpdate(seen, std::min(heartbeat, absl::Now() + absl::Milliseconds(200)));
+    std::vector<v1::RebuildProgress> changes = job.PhaseChanges(phases_sent);
+    if (!changes.empty()) {
+      for (const v1::RebuildProgress& change : changes) {
+        if (!writer->Write(change)) {
+          return grpc::Status(grpc::StatusCode::CANCELLED, "the watcher went away");
+        }
+        ++phases_sent;
+        if (change.has_result()) return grpc::Status::OK;
+      }
+      last_sent = absl::Now();
+      sent_seq = seen;
+      continue;
+    }
+    const absl::Time now = absl::Now();
+    if (now - last_sent >= kMinInterval && (seen != sent_seq || now >= heartbeat)) {
+      if (!writer->Write(job.Progress())) {
+        return grpc::Status(grpc::StatusCode::CANCELLED, "the watcher went away");
+      }
+      last_sent = now;
+      sent_seq = seen;
+    } else if (now - last_sent < kMinInterval) {
+      absl::SleepFor(kMinInterval - (now - last_sent));
+    }
+  }
+}
+
+grpc::Status ProjectionAdminService::RebuildProjection(
+    grpc::ServerContext* context, const v1::RebuildProjectionRequest* request,
+    grpc::ServerWriter<v1::RebuildProgress>* writer) {
+  auto jobs = rebuilds_->Start(*request);
+  if (!jobs.ok()) return ToGrpcStatus(jobs.status());
+  for (const auto& job : *jobs) {
+    grpc::Status status = StreamProgress(context, *job, writer);
+    if (!status.ok()) return status;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ProjectionAdminService::WatchRebuild(grpc::ServerContext* context,
+                                                  const v1::WatchRebuildRequest* request,
+                                                  grpc::ServerWriter<v1::RebuildProgress>* writer) {
+  auto job = rebuilds_->Get(request->rebuild_id());
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  return StreamProgress(context, **job, writer);
+}
+
+grpc::Status ProjectionAdminService::GetRebuild(grpc::ServerContext*,
+                                                const v1::GetRebuildRequest* request,
+                                                v1::RebuildInfo* response) {
+  auto job = rebuilds_->Get(request->rebuild_id());
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  *response = (*job)->Info();
+  return grpc::Status::OK;
+}
+
+grpc::Status ProjectionAdminService::ListRebuilds(grpc::ServerContext*,
+                                                  const v1::ListRebuildsRequest*,
+                                                  v1::ListRebuildsResponse* response) {
+  for (const auto& job : rebuilds_->List()) *response->add_rebuilds() = job->Info();
+  return grpc::Status::OK;
+}
+
+grpc::Status ProjectionAdminService::CancelRebuild(grpc::ServerContext*,
+                                                   const v1::CancelRebuildRequest* request,
+                                                   v1::RebuildInfo* response) {
+  auto job = rebuilds_->Get(request->rebuild_id());
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  if ((*job)->finished()) {
+    return ToGrpcStatus(absl::FailedPreconditionError(
+        StrCat("rebuild ", request->rebuild_id(), " has already finished")));
+  }
+  (*job)->Cancel();
+  // Report the state once the job has stopped, so the caller sees CANCELLED (or the phase
+  // it reached if it finished first).
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  for (uint64_t seen = 0; !(*job)->finished() && absl::Now() < deadline;) {
+    seen = (*job)->WaitForUpdate(seen, deadline);
+  }
+  *response = (*job)->Info();
   return grpc::Status::OK;
 }
 

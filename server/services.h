@@ -14,6 +14,7 @@
 #include "fidelis/v1/event_log.grpc.pb.h"
 #include "server/command_handler.h"
 #include "server/projection_engine.h"
+#include "server/rebuild.h"
 #include "storage/event_store.h"
 
 namespace fidelis::server {
@@ -85,16 +86,35 @@ class EventLogService final : public v1::EventLog::Service {
 
 class ProjectionAdminService : public v1::ProjectionAdmin::Service {
  public:
-  ProjectionAdminService(const ProjectionEngine* engine, const storage::EventStore* store)
-      : engine_(engine), store_(store) {}
+  ProjectionAdminService(const ProjectionEngine* engine, const storage::EventStore* store,
+                         RebuildManager* rebuilds, const std::atomic<bool>* stopping)
+      : engine_(engine), store_(store), rebuilds_(rebuilds), stopping_(stopping) {}
 
   grpc::Status ListProjections(grpc::ServerContext* context,
                                const v1::ListProjectionsRequest* request,
                                v1::ListProjectionsResponse* response) override;
+  grpc::Status RebuildProjection(grpc::ServerContext* context,
+                                 const v1::RebuildProjectionRequest* request,
+                                 grpc::ServerWriter<v1::RebuildProgress>* writer) override;
+  grpc::Status WatchRebuild(grpc::ServerContext* context, const v1::WatchRebuildRequest* request,
+                            grpc::ServerWriter<v1::RebuildProgress>* writer) override;
+  grpc::Status GetRebuild(grpc::ServerContext* context, const v1::GetRebuildRequest* request,
+                          v1::RebuildInfo* response) override;
+  grpc::Status ListRebuilds(grpc::ServerContext* context, const v1::ListRebuildsRequest* request,
+                            v1::ListRebuildsResponse* response) override;
+  grpc::Status CancelRebuild(grpc::ServerContext* context, const v1::CancelRebuildRequest* request,
+                             v1::RebuildInfo* response) override;
 
- protected:
+ private:
+  // Streams a job's progress until it ends, the caller goes away, or the server stops: every
+  // phase change, and otherwise at most ten and at least one message a second.
+  grpc::Status StreamProgress(grpc::ServerContext* context, const RebuildJob& job,
+                              grpc::ServerWriter<v1::RebuildProgress>* writer);
+
   const ProjectionEngine* const engine_;
   const storage::EventStore* const store_;
+  RebuildManager* const rebuilds_;
+  const std::atomic<bool>* const stopping_;
 };
 
 // Converts a stored event to its API form, decoding the payload as stored.

@@ -1,0 +1,121 @@
+// End to end: `fidelis-seed` writes a history, the real fidelisd serves it, and the real CLI
+// rebuilds projections, once on a pipe and once on a pseudo-terminal.
+#include <pty.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <regex>
+
+#include "gtest/gtest.h"
+#include "tests/e2e/process.h"
+#include "tests/test_util.h"
+
+namespace fidelis::testing {
+namespace {
+
+const std::string kServer = FIDELISD_PATH;
+const std::string kCli = FIDELIS_CLI_PATH;
+const std::string kSeed = FIDELIS_SEED_PATH;
+
+class RebuildCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    RunResult seeded =
+        testing::Run({kSeed, "--data_dir=" + dir_.Sub("data"), "--seed=5", "--accounts=300",
+                      "--events=30000", "--v1_fraction=0.2", "--unknown_events=3"});
+    ASSERT_EQ(seeded.exit_code, 0) << seeded.output;
+    ASSERT_NE(seeded.output.find("wrote 30000 events"), std::string::npos) << seeded.output;
+    server_ = std::make_unique<Child>(std::vector<std::string>{
+        kServer, "--listen=127.0.0.1:0", "--data_dir=" + dir_.Sub("data"), "--log_level=error"});
+    const std::string line = server_->ReadLine();
+    ASSERT_EQ(line.rfind("listening on ", 0), 0u) << line;
+    address_ = line.substr(13);
+  }
+
+  RunResult Cli(std::vector<std::string> args) {
+    args.insert(args.begin(), {kCli, "--server", address_});
+    return testing::Run(args);
+  }
+
+  // Runs the CLI on a pseudo-terminal and returns everything it wrote.
+  std::string CliOnTty(std::vector<std::string> args, int* exit_code) {
+    args.insert(args.begin(), {kCli, "--server", address_});
+    int master = -1;
+    pid_t pid = forkpty(&master, nullptr, nullptr, nullptr);
+    if (pid == 0) {
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    std::string output;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(master, buf, sizeof(buf))) > 0) output.append(buf, n);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    close(master);
+    *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return output;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Child> server_;
+  std::string address_;
+};
+
+TEST_F(RebuildCliTest, OnAPipeItPrintsPlainLinesAndASummary) {
+  RunResult r = Cli({"projection", "rebuild", "--projection=AccountReport", "--batch-size=1000"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.find('\r'), std::string::npos);
+  EXPECT_EQ(r.output.find('\x1b'), std::string::npos);
+  for (const char* phase : {"PREPARING", "TRUNCATING", "REPLAYING", "CATCHING_UP", "DONE"}) {
+    EXPECT_NE(r.output.find(phase), std::string::npos) << phase;
+  }
+  EXPECT_NE(r.output.find("Rebuilt projection 'AccountReport': 30,000 events processed, 3 "
+                          "skipped."),
+            std::string::npos)
+      << r.output;
+
+  RunResult strict = Cli({"projection", "rebuild", "--projection=AccountReport", "--strict"});
+  EXPECT_EQ(strict.exit_code, 1);  // Skipped events are an error under --strict.
+
+  RunResult all = Cli({"projection", "rebuild"});
+  EXPECT_EQ(all.exit_code, 0);
+  EXPECT_NE(all.output.find("Rebuilt projection 'AccountSummary'"), std::string::npos);
+  EXPECT_NE(all.output.find("Rebuilt 2 projection(s), 60,000 total events processed."),
+            std::string::npos)
+      << all.output;
+
+  RunResult failed =
+      Cli({"projection", "rebuild", "--projection=AccountSummary", "--unknown-events=fail"});
+  EXPECT_EQ(failed.exit_code, 1);
+  EXPECT_NE(failed.output.find("Rebuild of projection 'AccountSummary' failed"), std::string::npos)
+      << failed.output;
+
+  RunResult status = Cli({"projection", "status"});
+  EXPECT_EQ(status.exit_code, 0);
+  std::smatch id;
+  ASSERT_TRUE(std::regex_search(status.output, id, std::regex("rb-[0-9a-f]{12}")));
+  RunResult watched = Cli({"projection", "watch", id.str()});
+  EXPECT_NE(watched.output.find("Rebuil"), std::string::npos) << watched.output;
+}
+
+TEST_F(RebuildCliTest, OnATerminalItDrawsAProgressBar) {
+  int exit_code = -1;
+  const std::string out = CliOnTty({"projection", "rebuild", "--projection=AccountSummary",
+                                    "--batch-size=500", "--max-rate=20000"},
+                                   &exit_code);
+  EXPECT_EQ(exit_code, 0) << out;
+  EXPECT_NE(out.find('\r'), std::string::npos) << out;
+  EXPECT_TRUE(std::regex_search(out, std::regex("\\[#+\\.*\\] +[0-9.]+%"))) << out;
+  EXPECT_NE(out.find("ev/s"), std::string::npos);
+  EXPECT_NE(out.find("ETA"), std::string::npos);
+  EXPECT_NE(out.find("Rebuilt projection 'AccountSummary': 30,000 events processed, 3 skipped."),
+            std::string::npos)
+      << out;
+}
+
+}  // namespace
+}  // namespace fidelis::testing
