@@ -1,5 +1,6 @@
 #include "domain/account_projectors.h"
 
+#include "absl/time/time.h"
 #include "domain/event_types.h"
 #include "domain/status_macros.h"
 #include "domain/strings.h"
@@ -123,10 +124,53 @@ absl::Status AccountReportProjector::Apply(const EventView& event, RowStore& row
   return absl::OkStatus();
 }
 
+const std::vector<std::string>& LedgerTotalsProjector::categories() const {
+  return AccountCategories();
+}
+
+absl::Status LedgerTotalsProjector::Apply(const EventView& event, RowStore& rows) const {
+  bool found = false;
+  auto currency_row = [&](const v1::Money& money) -> absl::StatusOr<v1::CurrencyTotal*> {
+    ASSIGN_OR_RETURN(v1::CurrencyTotal * row,
+                     rows.Typed<v1::CurrencyTotal>(StrCat("currency/", money.currency()), &found));
+    row->set_currency(money.currency());
+    return row;
+  };
+  if (event.type == kAccountOpened) {
+    const auto& e = static_cast<const v1::AccountOpened&>(*event.payload);
+    ASSIGN_OR_RETURN(v1::CurrencyTotal * row, currency_row(e.opening_deposit()));
+    row->set_total_minor_units(
+        SaturatingAdd(row->total_minor_units(), e.opening_deposit().minor_units()));
+    row->set_accounts_opened(row->accounts_opened() + 1);
+  } else if (event.type == kDepositMade) {
+    const auto& e = static_cast<const v1::DepositMade&>(*event.payload);
+    ASSIGN_OR_RETURN(v1::CurrencyTotal * row, currency_row(e.amount()));
+    row->set_total_minor_units(SaturatingAdd(row->total_minor_units(), e.amount().minor_units()));
+  } else if (event.type == kWithdrawalMade) {
+    const auto& e = static_cast<const v1::WithdrawalMade&>(*event.payload);
+    ASSIGN_OR_RETURN(v1::CurrencyTotal * row, currency_row(e.amount()));
+    row->set_total_minor_units(SaturatingAdd(row->total_minor_units(), -e.amount().minor_units()));
+  } else if (event.type == kTransferDebited) {
+    // A transfer moves money between accounts: the total is unchanged; count it once, on
+    // its debit half.
+    const auto& e = static_cast<const v1::TransferDebited&>(*event.payload);
+    ASSIGN_OR_RETURN(v1::CurrencyTotal * row, currency_row(e.amount()));
+    row->set_transfers(row->transfers() + 1);
+    const std::string day = absl::FormatTime(
+        "%Y-%m-%d", absl::FromUnixMicros(event.timestamp_micros), absl::UTCTimeZone());
+    ASSIGN_OR_RETURN(v1::DailyTransfers * daily,
+                     rows.Typed<v1::DailyTransfers>(StrCat("day/", day), &found));
+    daily->set_day(day);
+    daily->set_transfers(daily->transfers() + 1);
+  }
+  return absl::OkStatus();
+}
+
 std::vector<std::unique_ptr<Projector>> MakeAccountProjectors() {
   std::vector<std::unique_ptr<Projector>> projectors;
   projectors.push_back(std::make_unique<AccountSummaryProjector>());
   projectors.push_back(std::make_unique<AccountReportProjector>());
+  projectors.push_back(std::make_unique<LedgerTotalsProjector>());
   return projectors;
 }
 

@@ -3,6 +3,7 @@
 //     number, holder, balance, transaction count, last transaction time, status.
 //   AccountReportProjector (AccountReport v1): one row per account, keyed by account id:
 //     totals and counts of deposits, withdrawals and transfers, opened and closed times.
+//   LedgerTotalsProjector (LedgerTotals v1): totals across accounts (below).
 // An opening deposit above zero counts as a deposit and a transaction.
 #pragma once
 
@@ -16,6 +17,7 @@ namespace fidelis {
 
 inline constexpr std::string_view kAccountSummaryProjection = "AccountSummary";
 inline constexpr std::string_view kAccountReportProjection = "AccountReport";
+inline constexpr std::string_view kLedgerTotalsProjection = "LedgerTotals";
 
 class AccountSummaryProjector : public Projector {
  public:
@@ -30,6 +32,18 @@ class AccountReportProjector : public Projector {
   std::string_view name() const override { return kAccountReportProjection; }
   uint32_t version() const override { return 1; }
   const std::vector<std::string>& categories() const override;
+  absl::Status Apply(const EventView& event, RowStore& rows) const override;
+};
+
+// LedgerTotals v1: rows "currency/<code>" (CurrencyTotal: money held across all accounts,
+// accounts opened, transfers) and "day/<YYYY-MM-DD>" (DailyTransfers, UTC). Running totals
+// across accounts: it requires global order and is never replayed in partitions.
+class LedgerTotalsProjector : public Projector {
+ public:
+  std::string_view name() const override { return kLedgerTotalsProjection; }
+  uint32_t version() const override { return 1; }
+  const std::vector<std::string>& categories() const override;
+  bool requires_global_order() const override { return true; }
   absl::Status Apply(const EventView& event, RowStore& rows) const override;
 };
 

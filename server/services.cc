@@ -225,6 +225,27 @@ grpc::Status AccountQueriesService::GetAccountReport(grpc::ServerContext* contex
                 request->min_global_position(), request->projection_version(), response);
 }
 
+grpc::Status AccountQueriesService::GetLedgerTotals(grpc::ServerContext* context,
+                                                    const v1::GetLedgerTotalsRequest* request,
+                                                    v1::LedgerTotals* response) {
+  absl::StatusOr<ProjectionRunner*> runner =
+      engine_->Readable("LedgerTotals", request->projection_version(),
+                        request->min_global_position(), CallDeadline(*context, kMaxQueryWait));
+  if (!runner.ok()) return ToGrpcStatus(runner.status());
+  absl::Status parse_error;
+  absl::Status scanned =
+      (*runner)->store()->Scan("", SIZE_MAX, [&](std::string_view key, std::string_view value) {
+        const bool ok = key.rfind("currency/", 0) == 0
+                            ? response->add_currencies()->ParseFromArray(value.data(), value.size())
+                            : response->add_days()->ParseFromArray(value.data(), value.size());
+        if (!ok) parse_error = absl::DataLossError(StrCat("row ", key, " does not parse"));
+        return ok;
+      });
+  if (!scanned.ok()) return ToGrpcStatus(scanned);
+  if (!parse_error.ok()) return ToGrpcStatus(parse_error);
+  return ToGrpcStatus((*runner)->Availability());
+}
+
 grpc::Status AccountQueriesService::ListAccountSummaries(
     grpc::ServerContext* context, const v1::ListAccountSummariesRequest* request,
     v1::ListAccountSummariesResponse* response) {

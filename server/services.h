@@ -59,6 +59,9 @@ class AccountQueriesService final : public v1::AccountQueries::Service {
   grpc::Status GetAccountReport(grpc::ServerContext* context,
                                 const v1::GetAccountReportRequest* request,
                                 v1::AccountReport* response) override;
+  grpc::Status GetLedgerTotals(grpc::ServerContext* context,
+                               const v1::GetLedgerTotalsRequest* request,
+                               v1::LedgerTotals* response) override;
 
  private:
   const ProjectionEngine* const engine_;

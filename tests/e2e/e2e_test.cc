@@ -114,6 +114,63 @@ TEST(EndToEndTest, AcknowledgedCommandsSurviveSigkill) {
   EXPECT_EQ(server->Wait(), 0);  // Graceful shutdown exits cleanly.
 }
 
+TEST(EndToEndTest, TransfersAreAllOrNothingAcrossSigkill) {
+  TempDir dir;
+  std::unique_ptr<Child> server;
+  std::string address = StartServer(server, dir.Sub("data"));
+  ASSERT_FALSE(address.empty());
+  std::vector<std::string> ids;
+  for (const char* number : {"T1", "T2", "T3"}) {
+    RunResult opened = Cli(address, {"--json", "account", "open", "--number", number, "--holder",
+                                     "H", "--deposit", "100.00"});
+    ASSERT_EQ(opened.exit_code, 0);
+    ids.push_back(JsonField(opened.output, "account_id"));
+  }
+  std::atomic<int> acks{0};
+  std::atomic<bool> stop{false};
+  std::thread client([&] {
+    for (int i = 0; i < 400 && !stop.load(); ++i) {
+      RunResult r = Cli(address, {"account", "transfer", "--from", ids[i % 3], "--to",
+                                  ids[(i + 1) % 3], "--amount", "0.37"});
+      if (r.exit_code == 0) {
+        ++acks;
+      } else {
+        stop.store(true);
+      }
+    }
+  });
+  while (acks.load() < 15 && !stop.load()) absl::SleepFor(absl::Milliseconds(5));
+  server->Signal(SIGKILL);
+  server->Wait();
+  stop.store(true);
+  client.join();
+
+  address = StartServer(server, dir.Sub("data"));
+  ASSERT_FALSE(address.empty());
+  RunResult events = Cli(address, {"--json", "events", "read", "--max", "1000"});
+  ASSERT_EQ(events.exit_code, 0);
+  std::map<std::string, int> debits, credits;
+  std::istringstream lines(events.output);
+  for (std::string line; std::getline(lines, line);) {
+    const std::string type = JsonField(line, "type");
+    if (type == "TransferDebited") ++debits[JsonField(line, "transfer_id")];
+    if (type == "TransferCredited") ++credits[JsonField(line, "transfer_id")];
+  }
+  EXPECT_GE(debits.size(), static_cast<size_t>(acks.load()));
+  EXPECT_EQ(debits, credits);  // Every transfer is whole: both halves or neither.
+  for (const auto& [id, count] : debits) EXPECT_EQ(count, 1) << id;
+  int64_t total = 0;
+  const std::string head =
+      std::to_string(std::count(events.output.begin(), events.output.end(), '\n'));
+  for (const auto& id : ids) {
+    RunResult summary =
+        Cli(address, {"--json", "account", "get", "--account", id, "--min-position", head});
+    ASSERT_EQ(summary.exit_code, 0) << summary.output;
+    total += std::stoll(JsonField(summary.output, "minor_units"));
+  }
+  EXPECT_EQ(total, 30000);
+}
+
 TEST(EndToEndTest, TheCliReportsRejectionsWithTheirCodeAndExitsNonZero) {
   TempDir dir;
   std::unique_ptr<Child> server;

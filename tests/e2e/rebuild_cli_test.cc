@@ -84,7 +84,7 @@ TEST_F(RebuildCliTest, OnAPipeItPrintsPlainLinesAndASummary) {
   RunResult all = Cli({"projection", "rebuild"});
   EXPECT_EQ(all.exit_code, 0);
   EXPECT_NE(all.output.find("Rebuilt projection 'AccountSummary'"), std::string::npos);
-  EXPECT_NE(all.output.find("Rebuilt 2 projection(s), 60,000 total events processed."),
+  EXPECT_NE(all.output.find("Rebuilt 3 projection(s), 90,000 total events processed."),
             std::string::npos)
       << all.output;
 

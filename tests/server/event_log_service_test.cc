@@ -105,7 +105,7 @@ TEST_F(EventLogServiceTest, ProjectionsResumeAfterARestartWithTheSameData) {
   EXPECT_EQ(after.balance().minor_units(), 1000 - 30 + 1);
   EXPECT_EQ(after.transaction_count(), 3);
   ASSERT_TRUE(admin_->ListProjections(Ctx().get(), {}, &projections).ok());
-  ASSERT_EQ(projections.projections_size(), 2);
+  ASSERT_EQ(projections.projections_size(), 3);
   for (const auto& p : projections.projections()) {
     EXPECT_EQ(p.version(), 1u);
     EXPECT_EQ(p.head_position(), result.global_position());

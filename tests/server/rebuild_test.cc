@@ -116,14 +116,16 @@ TEST_F(RebuildTest, ARebuiltProjectionEqualsTheLiveOneAfterARandomHistory) {
   WaitForProjections();
   const auto summary_before = Rows("AccountSummary");
   const auto report_before = Rows("AccountReport");
+  const auto ledger_before = Rows("LedgerTotals");
   ASSERT_EQ(summary_before.size(), 100u);
 
   auto messages = Rebuild(Request(""));
   int done = 0;
   for (const auto& m : messages) done += m.phase() == v1::DONE ? 1 : 0;
-  EXPECT_EQ(done, 2);
+  EXPECT_EQ(done, 3);
   EXPECT_EQ(Rows("AccountSummary"), summary_before);
   EXPECT_EQ(Rows("AccountReport"), report_before);
+  EXPECT_EQ(Rows("LedgerTotals"), ledger_before);
   // Idempotent: a second run gives the same data.
   Rebuild(Request("AccountSummary"));
   EXPECT_EQ(Rows("AccountSummary"), summary_before);
@@ -176,6 +178,7 @@ TEST_F(RebuildTest, VersionOneHistoryRebuildsToTheSameBalancesAsItsVersionTwoTwi
   Rebuild(Request(""));
   const auto summary_v1 = Rows("AccountSummary");
   const auto report_v1 = Rows("AccountReport");
+  const auto ledger_v1 = Rows("LedgerTotals");
   StopServer();
   std::filesystem::rename(dir_.Sub("data"), dir_.Sub("v1"));
   std::filesystem::rename(dir_.Sub("v2"), dir_.Sub("data"));
@@ -183,6 +186,7 @@ TEST_F(RebuildTest, VersionOneHistoryRebuildsToTheSameBalancesAsItsVersionTwoTwi
   WaitForProjections();
   EXPECT_EQ(Rows("AccountSummary"), summary_v1);
   EXPECT_EQ(Rows("AccountReport"), report_v1);
+  EXPECT_EQ(Rows("LedgerTotals"), ledger_v1);
 }
 
 class RebuildPolicyTest : public RebuildTest {
