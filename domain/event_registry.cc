@@ -24,6 +24,40 @@ uint32_t EventRegistry::CurrentVersion(std::string_view type) const {
   return it->second.rbegin()->first;
 }
 
+const google::protobuf::Message* EventRegistry::CurrentPrototype(std::string_view type) const {
+  auto it = types_.find(type);
+  if (it == types_.end() || it->second.empty()) return nullptr;
+  return it->second.rbegin()->second.prototype;
+}
+
+absl::StatusOr<const google::protobuf::Message*> EventDecoder::Decode(std::string_view type,
+                                                                      uint32_t schema_version,
+                                                                      std::string_view payload) {
+  auto it = current_.find(type);
+  if (it == current_.end()) {
+    const google::protobuf::Message* prototype = registry_->CurrentPrototype(type);
+    if (prototype != nullptr) {
+      it =
+          current_
+              .emplace(std::string(type),
+                       std::make_pair(registry_->CurrentVersion(type),
+                                      std::unique_ptr<google::protobuf::Message>(prototype->New())))
+              .first;
+    }
+  }
+  if (it != current_.end() && it->second.first == schema_version) {
+    google::protobuf::Message* message = it->second.second.get();
+    if (!message->ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+      return absl::DataLossError(
+          StrCat("payload of ", type, " v", schema_version, " does not parse"));
+    }
+    return message;
+  }
+  ASSIGN_OR_RETURN(DecodedEvent decoded, registry_->Decode(type, schema_version, payload));
+  upcast_ = std::move(decoded.payload);
+  return upcast_.get();
+}
+
 absl::StatusOr<std::unique_ptr<google::protobuf::Message>> EventRegistry::ParseAsStored(
     std::string_view type, uint32_t schema_version, std::string_view payload) const {
   auto it = types_.find(type);

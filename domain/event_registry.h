@@ -60,6 +60,9 @@ class EventRegistry {
 
   bool Knows(std::string_view type) const { return CurrentVersion(type) != 0; }
 
+  // The schema of the current version of `type`, or null when unknown.
+  const google::protobuf::Message* CurrentPrototype(std::string_view type) const;
+
  private:
   struct Version {
     const google::protobuf::Message* prototype = nullptr;
@@ -67,6 +70,28 @@ class EventRegistry {
   };
   // type -> version -> schema and upcaster.
   std::map<std::string, std::map<uint32_t, Version>, std::less<>> types_;
+};
+
+// Decodes events for one thread, reusing one message per type between calls so that a replay
+// does not allocate per event. Not thread-safe: one decoder per thread. The registry must
+// outlive it.
+class EventDecoder {
+ public:
+  explicit EventDecoder(const EventRegistry* registry) : registry_(registry) {}
+
+  // As EventRegistry::Decode, but the returned message belongs to the decoder and stays valid
+  // until the next call.
+  absl::StatusOr<const google::protobuf::Message*> Decode(std::string_view type,
+                                                          uint32_t schema_version,
+                                                          std::string_view payload);
+
+ private:
+  const EventRegistry* const registry_;
+  // type -> (current version, reusable message)
+  std::map<std::string, std::pair<uint32_t, std::unique_ptr<google::protobuf::Message>>,
+           std::less<>>
+      current_;
+  std::unique_ptr<google::protobuf::Message> upcast_;  // The last upcast result.
 };
 
 // The registry for the account domain: current schemas, the retired v1 schemas of

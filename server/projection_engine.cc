@@ -18,7 +18,9 @@ ProjectionRunner::ProjectionRunner(const Projector* projector,
       events_(events),
       registry_(registry),
       options_(options),
-      label_(StrCat(projector->name(), " v", projector->version())) {}
+      label_(StrCat(projector->name(), " v", projector->version())),
+      decoder_(registry),
+      live_batch_(store_.get()) {}
 
 ProjectionRunner::~ProjectionRunner() { Stop(); }
 
@@ -62,11 +64,14 @@ void ProjectionRunner::Run() {
       continue;
     }
     const uint64_t from = checkpoint_.load(std::memory_order_acquire);
-    storage::ProjectionBatch batch(store_.get());
     ReplayStats stats;
-    absl::Status status = ReplayRange(*events_, *registry_, *projector_, from, options_.batch_size,
-                                      policy, batch, stats, label_);
-    if (status.ok() && stats.last_position > from) status = batch.Commit(stats.last_position);
+    absl::Status status = ReplayRange(*events_, decoder_, *projector_, from, options_.batch_size,
+                                      policy, live_batch_, stats, label_);
+    if (status.ok() && stats.last_position > from) {
+      status = live_batch_.Commit(stats.last_position);
+    } else if (!status.ok()) {
+      live_batch_.Discard();
+    }
     if (status.ok() && stats.last_position > from) PublishCheckpoint(stats.last_position);
     writer_mu_.Unlock();
     if (!status.ok()) {

@@ -73,6 +73,9 @@ class ProjectionRunner {
   std::string rebuild_id() const;
   // Records the checkpoint a rebuild wrote (possibly lower than before) and wakes waiters.
   void PublishCheckpoint(uint64_t position);
+  // Drops the rows the tailing thread caches, after a rebuild rewrote the store. Requires the
+  // writer lock.
+  void ResetCache() ABSL_EXCLUSIVE_LOCKS_REQUIRED(writer_mu_) { live_batch_.Discard(); }
 
  private:
   void Run();
@@ -85,6 +88,9 @@ class ProjectionRunner {
   const std::string label_;
 
   absl::Mutex writer_mu_;
+  // The tailing thread's decoder and row cache; used only with writer_mu_ held.
+  EventDecoder decoder_ ABSL_GUARDED_BY(writer_mu_);
+  storage::ProjectionBatch live_batch_ ABSL_GUARDED_BY(writer_mu_);
   std::atomic<uint64_t> checkpoint_{0};
   std::atomic<bool> stopping_{false};
   std::thread thread_;

@@ -73,8 +73,9 @@ class RebuildJob {
   v1::RebuildProgress ProgressLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finish(v1::RebuildPhase phase, std::string failure);
   // Applies and commits one batch after *checkpoint and advances it. A non-OK status ends
-  // the job as FAILED.
-  absl::Status ReplayBatch(uint64_t* checkpoint);
+  // the job as FAILED. Runs on the job's thread only.
+  absl::Status ReplayBatch(storage::ProjectionBatch& batch, EventDecoder& decoder,
+                           uint64_t* checkpoint);
 
   const std::string id_;
   ProjectionRunner* const runner_;

@@ -8,7 +8,7 @@
 
 namespace fidelis::server {
 
-absl::Status ReplayRange(const storage::EventStore& store, const EventRegistry& registry,
+absl::Status ReplayRange(const storage::EventStore& store, EventDecoder& decoder,
                          const Projector& projector, uint64_t after_position, size_t max_events,
                          const ReplayPolicy& policy, RowStore& rows, ReplayStats& stats,
                          const std::string& label) {
@@ -22,8 +22,8 @@ absl::Status ReplayRange(const storage::EventStore& store, const EventRegistry& 
           stats.last_position = event.global_position();
           return true;
         }
-        absl::StatusOr<DecodedEvent> decoded =
-            registry.Decode(event.type(), event.schema_version(), event.payload());
+        absl::StatusOr<const google::protobuf::Message*> decoded =
+            decoder.Decode(event.type(), event.schema_version(), event.payload());
         if (!decoded.ok()) {
           const bool unknown = decoded.status().code() == absl::StatusCode::kNotFound;
           std::string message(decoded.status().message());
@@ -49,9 +49,9 @@ absl::Status ReplayRange(const storage::EventStore& store, const EventRegistry& 
         view.global_position = event.global_position();
         view.stream_id = event.stream_id();
         view.stream_version = event.stream_version();
-        view.type = decoded->type;
+        view.type = event.type();
         view.timestamp_micros = event.timestamp_micros();
-        view.payload = decoded->payload.get();
+        view.payload = *decoded;
         absl::Status applied = projector.Apply(view, rows);
         if (!applied.ok()) {
           if (!policy.skip_handler_errors) {

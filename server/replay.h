@@ -46,7 +46,8 @@ inline constexpr size_t kMaxRecordedErrors = 1000;
 //                        event's type and position, and the event is the last of stats.errors;
 //   other codes          the log could not be read (UNAVAILABLE, DATA_LOSS with a position).
 // `label` names the projection in log lines.
-absl::Status ReplayRange(const storage::EventStore& store, const EventRegistry& registry,
+// `decoder` is the calling thread's (see EventDecoder).
+absl::Status ReplayRange(const storage::EventStore& store, EventDecoder& decoder,
                          const Projector& projector, uint64_t after_position, size_t max_events,
                          const ReplayPolicy& policy, RowStore& rows, ReplayStats& stats,
                          const std::string& label);

@@ -62,6 +62,10 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
   builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(),
                            &server->port_);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  // Handlers block on the group commit, so many calls are in flight at once. Keep their
+  // threads around instead of letting gRPC create and destroy one per call.
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 4);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 512);
   builder.RegisterService(server->commands_service_.get());
   builder.RegisterService(server->queries_service_.get());
   builder.RegisterService(server->event_log_service_.get());

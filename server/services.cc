@@ -42,7 +42,7 @@ CommandContext ContextOf(std::string_view method, const Request& request,
   context.command_id = options.command_id();
   context.correlation_id = options.correlation_id();
   context.causation_id = options.causation_id();
-  context.fingerprint = Fingerprint(method, request);
+  if (!context.command_id.empty()) context.fingerprint = Fingerprint(method, request);
   context.deadline = CallDeadline(call, absl::InfiniteDuration());
   return context;
 }

@@ -92,6 +92,12 @@ absl::Status ProjectionStore::Truncate(std::string_view state) {
                    StrCat("truncating projection ", name_));
 }
 
+absl::Status ProjectionStore::Flush() {
+  rocksdb::FlushOptions options;
+  options.wait = true;
+  return FromRocks(database_->db()->Flush(options, family_), StrCat("flushing projection ", name_));
+}
+
 absl::Status ProjectionStore::SetState(std::string_view state) {
   rocksdb::WriteOptions options;
   options.sync = true;
@@ -105,35 +111,70 @@ absl::StatusOr<google::protobuf::Message*> ProjectionBatch::Row(
   auto it = rows_.find(ToAbsl(key));
   if (it != rows_.end()) {
     *found = true;
-    return it->second.get();
+  } else {
+    std::unique_ptr<google::protobuf::Message> fresh(prototype.New());
+    *found = false;
+    if (!complete_) {
+      ASSIGN_OR_RETURN(std::optional<std::string> stored, store_->Get(key));
+      *found = stored.has_value();
+      if (stored && !fresh->ParseFromString(*stored)) {
+        return absl::DataLossError(
+            StrCat("row ", key, " of projection ", store_->name(), " does not parse"));
+      }
+    }
+    it = rows_.emplace(std::string(key), Entry{std::move(fresh), false}).first;
   }
-  std::unique_ptr<google::protobuf::Message> row(prototype.New());
-  ASSIGN_OR_RETURN(std::optional<std::string> stored, store_->Get(key));
-  *found = stored.has_value();
-  if (stored && !row->ParseFromString(*stored)) {
-    return absl::DataLossError(
-        StrCat("row ", key, " of projection ", store_->name(), " does not parse"));
+  if (!it->second.dirty) {
+    it->second.dirty = true;
+    dirty_.push_back(it->first);
   }
-  google::protobuf::Message* out = row.get();
-  rows_.emplace(std::string(key), std::move(row));
-  return out;
+  return it->second.row.get();
 }
 
-absl::Status ProjectionBatch::Commit(uint64_t checkpoint, std::optional<std::string_view> state) {
+absl::Status ProjectionBatch::Write(uint64_t checkpoint, std::optional<std::string_view> state) {
   rocksdb::WriteBatch batch;
   std::string value;
-  for (const auto& [key, row] : rows_) {
-    row->SerializeToString(&value);
+  for (const std::string& key : dirty_) {
+    Entry& entry = rows_.find(key)->second;
+    entry.row->SerializeToString(&value);
+    entry.dirty = false;
     batch.Put(store_->family_, RowKey(key), value);
   }
   std::string position;
   PutBigEndian64(&position, checkpoint);
   batch.Put(store_->family_, CheckpointKey(), position);
   if (state) batch.Put(store_->family_, StateKey(), rocksdb::Slice(state->data(), state->size()));
-  absl::Status status = FromRocks(store_->database_->db()->Write(rocksdb::WriteOptions(), &batch),
+  rocksdb::WriteOptions options;
+  options.disableWAL = options_.disable_wal;
+  absl::Status status = FromRocks(store_->database_->db()->Write(options, &batch),
                                   StrCat("writing projection ", store_->name()));
+  if (!status.ok()) {
+    Discard();
+    return status;
+  }
+  dirty_.clear();
+  if (rows_.size() > options_.max_cached_rows) {
+    rows_.clear();
+    complete_ = false;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ProjectionBatch::Commit(uint64_t checkpoint, std::optional<std::string_view> state) {
+  if (options_.defer_writes && !state && rows_.size() <= options_.max_cached_rows) {
+    return absl::OkStatus();
+  }
+  return Write(checkpoint, state);
+}
+
+absl::Status ProjectionBatch::WriteAll(uint64_t checkpoint) {
+  return Write(checkpoint, std::nullopt);
+}
+
+void ProjectionBatch::Discard() {
   rows_.clear();
-  return status;
+  dirty_.clear();
+  complete_ = false;
 }
 
 }  // namespace fidelis::storage

@@ -15,8 +15,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "domain/projector.h"
@@ -59,6 +61,8 @@ class ProjectionStore {
   absl::Status SetState(std::string_view state);
   // Counts rows (a full scan).
   absl::StatusOr<uint64_t> CountRows() const;
+  // Flushes the family's memtable to disk, making rows written without the WAL durable.
+  absl::Status Flush();
 
  private:
   friend class ProjectionBatch;
@@ -72,28 +76,63 @@ class ProjectionStore {
   const uint32_t version_;
 };
 
+struct ProjectionBatchOptions {
+  // Rows kept in memory across commits; beyond this the cache is dropped after a commit.
+  // Bounds memory by the number of rows, never by the number of events.
+  size_t max_cached_rows = 100000;
+  // Write without the WAL. Only for a projection marked needs_rebuild whose data is flushed
+  // (ProjectionStore::Flush) before it is marked live again: a crash loses nothing that
+  // matters, because such a projection is rebuilt anyway.
+  bool disable_wal = false;
+  // The store holds no row that is not in this batch's cache (it was just truncated), so a
+  // cache miss needs no read.
+  bool starts_empty = false;
+  // Commit() writes only when the cache is full; WriteAll() writes the rest. For rebuilds,
+  // whose intermediate states nobody reads: each row is written about once instead of once
+  // per batch that touches it.
+  bool defer_writes = false;
+};
+
 class ProjectionBatch : public RowStore {
  public:
   // `store` must outlive the batch.
-  explicit ProjectionBatch(ProjectionStore* store) : store_(store) {}
+  explicit ProjectionBatch(ProjectionStore* store, ProjectionBatchOptions options = {})
+      : store_(store), options_(options), complete_(options.starts_empty) {}
 
   absl::StatusOr<google::protobuf::Message*> Row(std::string_view key,
                                                  const google::protobuf::Message& prototype,
                                                  bool* found) override;
 
-  // Writes every row touched since the last commit and `checkpoint` atomically (WAL on, not
-  // synced: a process crash loses nothing, a power cut loses a suffix that is replayed again),
-  // then forgets the rows. Optionally sets the state in the same batch.
+  // Writes every row changed since the last commit and `checkpoint` atomically (WAL on unless
+  // disabled, not synced: a process crash loses nothing, a power cut loses a suffix that is
+  // replayed again). Optionally sets the state in the same batch. Rows stay cached.
   absl::Status Commit(uint64_t checkpoint, std::optional<std::string_view> state = std::nullopt);
 
-  // Forgets every buffered row without writing.
-  void Discard() { rows_.clear(); }
+  // Writes every changed row and `checkpoint` now, deferred or not.
+  absl::Status WriteAll(uint64_t checkpoint);
 
-  size_t size() const { return rows_.size(); }
+  // Forgets every cached row, written or not (after a failure, or when the store changed
+  // underneath, as a rebuild does).
+  void Discard();
+
+  // Rows changed and not yet written.
+  size_t dirty() const { return dirty_.size(); }
 
  private:
+  struct Entry {
+    std::unique_ptr<google::protobuf::Message> row;
+    bool dirty = false;
+  };
+  using Rows = absl::flat_hash_map<std::string, Entry>;
+
+  absl::Status Write(uint64_t checkpoint, std::optional<std::string_view> state);
+
   ProjectionStore* const store_;
-  absl::flat_hash_map<std::string, std::unique_ptr<google::protobuf::Message>> rows_;
+  const ProjectionBatchOptions options_;
+  // True while every row of the store is in rows_ (see starts_empty).
+  bool complete_;
+  Rows rows_;
+  std::vector<std::string> dirty_;  // Keys of dirty rows.
 };
 
 }  // namespace fidelis::storage

@@ -1,0 +1,317 @@
+// fidelis-bench: the load generator and benchmark driver.
+//
+//   fidelis-bench commands [--server A] [--accounts N] [--seconds T] [--concurrency C]
+//                          [--rate R] [--json]
+//     Opens N accounts, then measures, in the same run, the no-op Ping RPC (the baseline) and
+//     a mix of deposits and withdrawals: flat out with C calls in flight, then both at half
+//     of the commands' maximum throughput (open loop, latency from the intended send time).
+//     With --rate both run only at R calls per second.
+//   fidelis-bench stream-length [--server A] [--events N] [--calls M]
+//     Deposit latency on an account with N events against one on a new account.
+//   fidelis-bench rebuild [--server A] [--projection P] [--batch-size B]
+//     Times RebuildProjection from the call to the DONE message.
+//
+// Prints a table, and with --json one JSON object per measurement.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "clients/client_util.h"
+#include "fidelis/v1/accounts.grpc.pb.h"
+#include "fidelis/v1/admin.grpc.pb.h"
+#include "grpcpp/client_context.h"
+
+namespace fidelis::clients {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Measurement {
+  std::string name;
+  double seconds = 0;
+  uint64_t ok = 0;
+  uint64_t failed = 0;
+  double offered_rate = 0;  // 0: flat out.
+  std::vector<double> latencies_us;
+
+  double throughput() const { return seconds > 0 ? ok / seconds : 0; }
+  double Percentile(double p) const {
+    if (latencies_us.empty()) return 0;
+    std::vector<double> sorted = latencies_us;
+    size_t index = std::min(sorted.size() - 1, static_cast<size_t>(p / 100.0 * sorted.size()));
+    std::nth_element(sorted.begin(), sorted.begin() + index, sorted.end());
+    return sorted[index];
+  }
+};
+
+void Print(const Measurement& m, bool json) {
+  if (json) {
+    std::printf(
+        "{\"name\":\"%s\",\"offered_rate\":%.0f,\"seconds\":%.2f,\"ok\":%llu,\"failed\":%llu,"
+        "\"throughput\":%.1f,\"p50_us\":%.0f,\"p99_us\":%.0f,\"p999_us\":%.0f}\n",
+        m.name.c_str(), m.offered_rate, m.seconds, static_cast<unsigned long long>(m.ok),
+        static_cast<unsigned long long>(m.failed), m.throughput(), m.Percentile(50),
+        m.Percentile(99), m.Percentile(99.9));
+  } else {
+    std::printf(
+        "%-28s %10s %10.0f/s %9.0f %9.0f %9.0f %8llu\n", m.name.c_str(),
+        m.offered_rate > 0 ? std::to_string(static_cast<long>(m.offered_rate)).c_str() : "max",
+        m.throughput(), m.Percentile(50), m.Percentile(99), m.Percentile(99.9),
+        static_cast<unsigned long long>(m.failed));
+  }
+  std::fflush(stdout);
+}
+
+void PrintHeader(bool json) {
+  if (!json) {
+    std::printf("%-28s %10s %12s %9s %9s %9s %8s\n", "MEASUREMENT", "OFFERED", "THROUGHPUT",
+                "P50(us)", "P99(us)", "P99.9(us)", "FAILED");
+  }
+}
+
+// Issues calls through `issue(done)` keeping at most `concurrency` in flight, either flat out
+// (rate 0) or at `rate` calls per second (open loop), for `seconds`. `issue` must start one
+// asynchronous call and invoke done(ok) exactly once when it completes.
+Measurement Drive(const std::string& name, int concurrency, double rate, double seconds,
+                  const std::function<void(std::function<void(bool)>)>& issue,
+                  uint64_t max_calls = 0) {
+  Measurement m;
+  m.name = name;
+  m.offered_rate = rate;
+  std::mutex mu;
+  std::condition_variable cv;
+  int in_flight = 0;
+  std::atomic<bool> stop{false};
+  const auto start = Clock::now();
+  const auto end =
+      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  auto launch = [&](Clock::time_point intended) {
+    issue([&, intended](bool ok) {
+      const double us = std::chrono::duration<double, std::micro>(Clock::now() - intended).count();
+      std::lock_guard<std::mutex> lock(mu);
+      --in_flight;
+      if (Clock::now() <= end) {
+        if (ok) {
+          ++m.ok;
+          m.latencies_us.push_back(us);
+        } else {
+          ++m.failed;
+        }
+      }
+      cv.notify_all();
+    });
+  };
+  uint64_t issued = 0;
+  if (rate <= 0) {
+    while (Clock::now() < end && (max_calls == 0 || issued++ < max_calls)) {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return in_flight < concurrency; });
+      ++in_flight;
+      lock.unlock();
+      launch(Clock::now());
+    }
+  } else {
+    const auto interval =
+        std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / rate));
+    for (auto next = start; next < end; next += interval) {
+      std::this_thread::sleep_until(next);
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return in_flight < concurrency; });
+      ++in_flight;
+      lock.unlock();
+      launch(next);  // Latency counts from the intended send time (no coordinated omission).
+    }
+  }
+  stop = true;
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return in_flight == 0; });
+  m.seconds = std::min(seconds, std::chrono::duration<double>(Clock::now() - start).count());
+  return m;
+}
+
+struct Call {
+  grpc::ClientContext context;
+  v1::MakeDepositRequest deposit;
+  v1::MakeWithdrawalRequest withdrawal;
+  v1::CommandResult result;
+  v1::PingRequest ping;
+  v1::PingResponse pong;
+};
+
+std::vector<std::string> OpenAccounts(v1::AccountCommands::Stub& stub, int count,
+                                      const std::string& prefix) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < count; ++i) {
+    v1::OpenAccountRequest request;
+    request.set_account_number(prefix + std::to_string(i));
+    request.set_holder_name("Bench");
+    request.mutable_opening_deposit()->set_minor_units(1'000'000'000);
+    request.mutable_opening_deposit()->set_currency("EUR");
+    v1::CommandResult result;
+    grpc::ClientContext context;
+    grpc::Status status = stub.OpenAccount(&context, request, &result);
+    if (!status.ok()) {
+      std::fprintf(stderr, "opening accounts failed: %s\n", status.error_message().c_str());
+      std::exit(1);
+    }
+    ids.push_back(result.account_id());
+  }
+  return ids;
+}
+
+std::function<void(std::function<void(bool)>)> PingIssuer(v1::AccountCommands::Stub& stub) {
+  return [&stub](std::function<void(bool)> done) {
+    auto* call = new Call;
+    stub.async()->Ping(&call->context, &call->ping, &call->pong, [call, done](grpc::Status s) {
+      done(s.ok());
+      delete call;
+    });
+  };
+}
+
+std::function<void(std::function<void(bool)>)> CommandIssuer(v1::AccountCommands::Stub& stub,
+                                                             const std::vector<std::string>& ids) {
+  auto counter = std::make_shared<std::atomic<uint64_t>>(0);
+  return [&stub, &ids, counter](std::function<void(bool)> done) {
+    const uint64_t n = counter->fetch_add(1);
+    auto* call = new Call;
+    auto finish = [call, done](grpc::Status s) {
+      done(s.ok());
+      delete call;
+    };
+    const std::string& id = ids[(n * 2654435761u) % ids.size()];
+    if (n % 5 < 3) {
+      call->deposit.set_account_id(id);
+      call->deposit.mutable_amount()->set_minor_units(100 + n % 900);
+      call->deposit.mutable_amount()->set_currency("EUR");
+      stub.async()->MakeDeposit(&call->context, &call->deposit, &call->result, finish);
+    } else {
+      call->withdrawal.set_account_id(id);
+      call->withdrawal.mutable_amount()->set_minor_units(50 + n % 500);
+      call->withdrawal.mutable_amount()->set_currency("EUR");
+      stub.async()->MakeWithdrawal(&call->context, &call->withdrawal, &call->result, finish);
+    }
+  };
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  CLI::App app{"fidelis-bench: load generator and benchmarks for a Fidelis server"};
+  app.require_subcommand(1);
+  std::string server = "127.0.0.1:50051";
+  bool json = false;
+  app.add_option("--server", server, "Server address")->capture_default_str();
+  app.add_flag("--json", json, "Print JSON lines instead of a table");
+  int accounts = 1000, concurrency = 64;
+  double seconds = 10, rate = 0;
+  CLI::App* commands = app.add_subcommand("commands", "Command throughput and latency vs Ping");
+  commands->add_option("--accounts", accounts)->capture_default_str();
+  commands->add_option("--seconds", seconds, "Seconds per measurement")->capture_default_str();
+  commands->add_option("--concurrency", concurrency, "Calls in flight")->capture_default_str();
+  commands->add_option("--rate", rate, "Offered calls per second (default: flat out, then 50%)");
+  int stream_events = 100000, calls = 2000;
+  CLI::App* stream = app.add_subcommand("stream-length", "Cost of a command vs stream length");
+  stream->add_option("--events", stream_events)->capture_default_str();
+  stream->add_option("--calls", calls)->capture_default_str();
+  std::string projection = "AccountSummary";
+  int batch_size = 0;
+  CLI::App* rebuild = app.add_subcommand("rebuild", "Time a projection rebuild");
+  rebuild->add_option("--projection", projection)->capture_default_str();
+  rebuild->add_option("--batch-size", batch_size);
+  CLI11_PARSE(app, argc, argv);
+
+  auto channel = Connect(server);
+  v1::AccountCommands::Stub stub(channel);
+  const std::string run =
+      std::to_string(std::chrono::system_clock::now().time_since_epoch().count() % 1000000000);
+
+  if (*commands) {
+    std::vector<std::string> ids = OpenAccounts(stub, accounts, "B" + run + "N");
+    PrintHeader(json);
+    if (rate > 0) {
+      Print(Drive("ping", concurrency, rate, seconds, PingIssuer(stub)), json);
+      Print(Drive("commands", concurrency, rate, seconds, CommandIssuer(stub, ids)), json);
+      return 0;
+    }
+    Measurement ping = Drive("ping (no-op baseline)", concurrency, 0, seconds, PingIssuer(stub));
+    Print(ping, json);
+    Measurement cmds =
+        Drive("commands (deposit/withdraw)", concurrency, 0, seconds, CommandIssuer(stub, ids));
+    Print(cmds, json);
+    const double half = cmds.throughput() / 2;
+    Print(Drive("ping @50% of command max", concurrency, half, seconds, PingIssuer(stub)), json);
+    Print(Drive("commands @50% of max", concurrency, half, seconds, CommandIssuer(stub, ids)),
+          json);
+    if (!json) {
+      std::printf("commands / ping throughput ratio: %.3f\n",
+                  ping.throughput() > 0 ? cmds.throughput() / ping.throughput() : 0);
+    }
+    return 0;
+  }
+
+  if (*stream) {
+    std::vector<std::string> ids = OpenAccounts(stub, 2, "L" + run + "N");
+    const std::vector<std::string> long_one = {ids[0]}, new_one = {ids[1]};
+    // Grow the first account's stream (one account: the commands contend and retry, which is
+    // fine for setting up).
+    Measurement grown = Drive("grow", 16, 0, 1e9, CommandIssuer(stub, long_one), stream_events);
+    PrintHeader(json);
+    Measurement on_long = Drive("deposit, " + std::to_string(grown.ok + 1) + "-event stream", 1, 0,
+                                1e9, CommandIssuer(stub, long_one), calls);
+    Measurement on_new =
+        Drive("deposit, new stream", 1, 0, 1e9, CommandIssuer(stub, new_one), calls);
+    Print(on_long, json);
+    Print(on_new, json);
+    if (!json) {
+      std::printf("long / new p50 latency ratio: %.3f\n",
+                  on_new.Percentile(50) > 0 ? on_long.Percentile(50) / on_new.Percentile(50) : 0);
+    }
+    return 0;
+  }
+
+  if (*rebuild) {
+    v1::ProjectionAdmin::Stub admin(channel);
+    v1::RebuildProjectionRequest request;
+    request.set_projection(projection);
+    request.set_batch_size(batch_size);
+    grpc::ClientContext context;
+    const auto start = Clock::now();
+    auto reader = admin.RebuildProjection(&context, request);
+    v1::RebuildProgress progress;
+    while (reader->Read(&progress)) {
+    }
+    grpc::Status status = reader->Finish();
+    const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    if (!status.ok() || progress.phase() != v1::DONE) {
+      std::fprintf(stderr, "rebuild failed: %s %s\n", status.error_message().c_str(),
+                   progress.result().failure().c_str());
+      return 1;
+    }
+    const uint64_t events = progress.result().events_processed();
+    if (json) {
+      std::printf(
+          "{\"name\":\"rebuild %s\",\"events\":%llu,\"seconds\":%.3f,"
+          "\"events_per_second\":%.0f}\n",
+          projection.c_str(), static_cast<unsigned long long>(events), elapsed, events / elapsed);
+    } else {
+      std::printf("rebuild %s: %llu events in %.3f s = %.0f events/s end to end\n",
+                  projection.c_str(), static_cast<unsigned long long>(events), elapsed,
+                  events / elapsed);
+    }
+    return 0;
+  }
+  return 2;
+}
+
+}  // namespace fidelis::clients
+
+int main(int argc, char** argv) { return fidelis::clients::Main(argc, argv); }
