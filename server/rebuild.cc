@@ -175,42 +175,48 @@ std::vector<v1::RebuildProgress> RebuildJob::PhaseChanges(size_t from) const {
   return {phase_changes_.begin() + from, phase_changes_.end()};
 }
 
-absl::Status RebuildJob::ReplayBatch(storage::ProjectionBatch& batch, EventDecoder& decoder,
-                                     uint64_t* checkpoint) {
-  ReplayStats stats;
-  const absl::Time begun = absl::Now();
-  absl::Status status = ReplayRange(*events_, decoder, runner_->projector(), *checkpoint,
-                                    batch_size_, policy_, batch, stats, id_);
-  if (status.ok() && stats.last_position > *checkpoint) {
-    status = batch.Commit(stats.last_position);
-  }
+void RebuildJob::Absorb(const ReplayStats& batch, absl::Duration took) {
   const absl::Time now = absl::Now();
-  {
-    absl::MutexLock lock(&mu_);
-    stats_.events_processed += stats.events_processed;
-    stats_.events_dispatched += stats.events_dispatched;
-    stats_.events_skipped += stats.events_skipped;
-    if (stats.last_position > 0) stats_.last_position = stats.last_position;
-    for (ReplayError& e : stats.errors) {
-      if (stats_.errors.size() < kMaxRecordedErrors) stats_.errors.push_back(std::move(e));
-    }
-    events_total_ = std::max(events_total_, events_->HeadPosition());
-    const double seconds = absl::ToDoubleSeconds(now - begun);
-    if (seconds > 0 && stats.events_processed > 0) {
-      const double instant = stats.events_processed / seconds;
-      const double dt = absl::ToDoubleSeconds(now - rate_updated_);
-      const double alpha = rate_ == 0 ? 1.0 : 1.0 - std::exp(-dt / kRateTauSeconds);
-      rate_ += alpha * (instant - rate_);
-      rate_updated_ = now;
-    }
-    ++seq_;
-    cv_.SignalAll();
+  absl::MutexLock lock(&mu_);
+  stats_.events_processed += batch.events_processed;
+  stats_.events_dispatched += batch.events_dispatched;
+  stats_.events_skipped += batch.events_skipped;
+  if (batch.last_position > 0) stats_.last_position = batch.last_position;
+  for (const ReplayError& e : batch.errors) {
+    if (stats_.errors.size() < kMaxRecordedErrors) stats_.errors.push_back(e);
   }
-  if (status.ok() && stats.last_position > *checkpoint) {
-    *checkpoint = stats.last_position;
-    runner_->PublishCheckpoint(*checkpoint);
+  events_total_ = std::max(events_total_, events_->HeadPosition());
+  const double seconds = absl::ToDoubleSeconds(took);
+  if (seconds > 0 && batch.events_processed > 0) {
+    const double instant = batch.events_processed / seconds;
+    const double dt = absl::ToDoubleSeconds(now - rate_updated_);
+    const double alpha = rate_ == 0 ? 1.0 : 1.0 - std::exp(-dt / kRateTauSeconds);
+    rate_ += alpha * (instant - rate_);
+    rate_updated_ = now;
   }
-  return status;
+  ++seq_;
+  cv_.SignalAll();
+}
+
+absl::Status RebuildJob::CommitAndPace(storage::ProjectionBatch& rows, uint64_t checkpoint) {
+  RETURN_IF_ERROR(rows.Commit(checkpoint));
+  runner_->PublishCheckpoint(checkpoint);
+  const uint64_t max_rate = request_.max_events_per_second();
+  if (max_rate > 0) {
+    uint64_t processed;
+    {
+      absl::MutexLock lock(&mu_);
+      processed = stats_.events_processed;
+    }
+    absl::SleepFor(started_ + absl::Seconds(static_cast<double>(processed) / max_rate) -
+                   absl::Now());
+  }
+  return absl::OkStatus();
+}
+
+bool RebuildJob::cancel_requested() const {
+  absl::MutexLock lock(&mu_);
+  return cancel_requested_;
 }
 
 void RebuildJob::Run() {
@@ -240,7 +246,6 @@ void RebuildJob::Run() {
     target = events_total_ = events_->HeadPosition();
   }
   SetPhase(v1::REPLAYING);
-  const uint64_t max_rate = request_.max_events_per_second();
   // The projection is marked needs_rebuild until the end, so rows are written without the WAL
   // and flushed once before it goes live; the cache spares reads of rows written earlier.
   storage::ProjectionBatchOptions batch_options;
@@ -249,30 +254,43 @@ void RebuildJob::Run() {
   batch_options.defer_writes = true;
   batch_options.max_cached_rows = 1 << 18;
   storage::ProjectionBatch batch(runner_->store(), batch_options);
+
+  // The bulk of the log, up to the head at the start: scanned and decoded on a second thread
+  // while this one applies.
+  absl::Status commit_error;
+  absl::Time batch_begun = absl::Now();
+  ReplayStats total;
+  absl::Status replayed =
+      PipelinedReplay(*events_, *registry_, runner_->projector(), 0, target, batch_size_, policy_,
+                      batch, total, id_, [&](const ReplayStats& b) {
+                        Absorb(b, absl::Now() - batch_begun);
+                        if (b.last_position > checkpoint) {
+                          checkpoint = b.last_position;
+                          commit_error = CommitAndPace(batch, checkpoint);
+                          if (!commit_error.ok()) return false;
+                        }
+                        batch_begun = absl::Now();
+                        return !cancel_requested();
+                      });
+  if (!commit_error.ok()) return fail(v1::FAILED, commit_error.ToString());
+  if (cancel_requested()) return fail(v1::CANCELLED, "cancelled on request");
+  if (!replayed.ok()) return fail(v1::FAILED, std::string(replayed.message()));
+
+  // What arrived meanwhile, batch by batch, until the head is reached.
+  SetPhase(v1::CATCHING_UP);
   EventDecoder decoder(registry_);
-  bool catching_up = false;
-  while (true) {
-    bool cancelled;
-    {
-      absl::MutexLock lock(&mu_);
-      cancelled = cancel_requested_;
-    }
-    if (cancelled) return fail(v1::CANCELLED, "cancelled on request");
-    if (!catching_up && checkpoint >= target) {
-      catching_up = true;
-      SetPhase(v1::CATCHING_UP);
-    }
-    if (checkpoint >= events_->HeadPosition()) break;
-    absl::Status status = ReplayBatch(batch, decoder, &checkpoint);
+  while (checkpoint < events_->HeadPosition()) {
+    if (cancel_requested()) return fail(v1::CANCELLED, "cancelled on request");
+    ReplayStats b;
+    const absl::Time begun = absl::Now();
+    absl::Status status = ReplayRange(*events_, decoder, runner_->projector(), checkpoint,
+                                      batch_size_, policy_, batch, b, id_);
+    Absorb(b, absl::Now() - begun);
     if (!status.ok()) return fail(v1::FAILED, std::string(status.message()));
-    if (max_rate > 0) {
-      uint64_t processed;
-      {
-        absl::MutexLock lock(&mu_);
-        processed = stats_.events_processed;
-      }
-      const absl::Time due = started_ + absl::Seconds(static_cast<double>(processed) / max_rate);
-      absl::SleepFor(due - absl::Now());
+    if (b.last_position > checkpoint) {
+      checkpoint = b.last_position;
+      absl::Status committed = CommitAndPace(batch, checkpoint);
+      if (!committed.ok()) return fail(v1::FAILED, committed.ToString());
     }
   }
   // Every event up to the head is applied and the writer lock keeps the live thread out, so

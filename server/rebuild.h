@@ -72,10 +72,12 @@ class RebuildJob {
   void SetPhase(v1::RebuildPhase phase);
   v1::RebuildProgress ProgressLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finish(v1::RebuildPhase phase, std::string failure);
-  // Applies and commits one batch after *checkpoint and advances it. A non-OK status ends
-  // the job as FAILED. Runs on the job's thread only.
-  absl::Status ReplayBatch(storage::ProjectionBatch& batch, EventDecoder& decoder,
-                           uint64_t* checkpoint);
+  // Adds one applied batch's counts to the progress and updates the smoothed rate.
+  void Absorb(const ReplayStats& batch, absl::Duration took);
+  // Commits the batch up to `checkpoint`, publishes it, and sleeps to honour
+  // max_events_per_second. Job thread only.
+  absl::Status CommitAndPace(storage::ProjectionBatch& rows, uint64_t checkpoint);
+  bool cancel_requested() const;
 
   const std::string id_;
   ProjectionRunner* const runner_;

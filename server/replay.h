@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -51,5 +52,23 @@ absl::Status ReplayRange(const storage::EventStore& store, EventDecoder& decoder
                          const Projector& projector, uint64_t after_position, size_t max_events,
                          const ReplayPolicy& policy, RowStore& rows, ReplayStats& stats,
                          const std::string& label);
+
+}  // namespace fidelis::server
+
+namespace fidelis::server {
+
+// Called after each applied batch with that batch's counts; return false to stop (the replay
+// then returns CANCELLED). Runs on the calling thread.
+using AfterBatch = std::function<bool(const ReplayStats& batch)>;
+
+// Replays (after_position, up_to_position] like ReplayRange, batch by batch, with a second
+// thread that scans and decodes the next batches while the calling thread applies the
+// current one. For bulk replays (rebuilds). Same policies and statuses as ReplayRange, plus
+// CANCELLED when `after_batch` asked to stop. `stats` accumulates over the whole range.
+absl::Status PipelinedReplay(const storage::EventStore& store, const EventRegistry& registry,
+                             const Projector& projector, uint64_t after_position,
+                             uint64_t up_to_position, size_t batch_size, const ReplayPolicy& policy,
+                             RowStore& rows, ReplayStats& stats, const std::string& label,
+                             const AfterBatch& after_batch);
 
 }  // namespace fidelis::server

@@ -44,8 +44,6 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   db_options.create_missing_column_families = true;
   db_options.IncreaseParallelism(2);
   db_options.max_open_files = 512;
-  // Replays scan the log sequentially; mapping the files spares a copy per block.
-  db_options.allow_mmap_reads = true;
   if (options.env != nullptr) db_options.env = options.env;
   database->cache_ = rocksdb::NewLRUCache(options.block_cache_bytes);
   rocksdb::ColumnFamilyOptions cf = FamilyOptions(options, database->cache_);

@@ -99,6 +99,13 @@ class EventStore {
   virtual absl::Status Scan(uint64_t from_position, size_t max_count,
                             const std::function<bool(const v1::StoredEvent&)>& visit) const = 0;
 
+  // As Scan, but hands over each record's serialized StoredEvent bytes without parsing them,
+  // for callers that parse into their own memory. The bytes are valid during the call only.
+  // The default implementation re-serializes what Scan parsed.
+  virtual absl::Status ScanRaw(
+      uint64_t from_position, size_t max_count,
+      const std::function<bool(uint64_t position, std::string_view record)>& visit) const;
+
   // Convenience over Scan.
   absl::StatusOr<std::vector<v1::StoredEvent>> ReadAll(uint64_t from_position,
                                                        size_t max_count) const;

@@ -20,6 +20,16 @@ absl::StatusOr<std::vector<v1::StoredEvent>> EventStore::ReadAll(uint64_t from_p
   return events;
 }
 
+absl::Status EventStore::ScanRaw(
+    uint64_t from_position, size_t max_count,
+    const std::function<bool(uint64_t, std::string_view)>& visit) const {
+  std::string bytes;
+  return Scan(from_position, max_count, [&](const v1::StoredEvent& event) {
+    event.SerializeToString(&bytes);
+    return visit(event.global_position(), bytes);
+  });
+}
+
 struct RocksDbEventStore::Writer {
   explicit Writer(AppendRequest* r) : request(r) {}
   AppendRequest* request;
@@ -337,6 +347,23 @@ absl::Status RocksDbEventStore::Scan(
     }
     ++visited;
     if (!visit(event)) return absl::OkStatus();
+  }
+  return FromRocks(it->status(), "scanning the event log");
+}
+
+absl::Status RocksDbEventStore::ScanRaw(
+    uint64_t from_position, size_t max_count,
+    const std::function<bool(uint64_t, std::string_view)>& visit) const {
+  rocksdb::ReadOptions read_options;
+  read_options.readahead_size = 2 << 20;
+  std::unique_ptr<rocksdb::Iterator> it(database_->db()->NewIterator(read_options, events_));
+  size_t visited = 0;
+  for (it->Seek(EventKey(std::max<uint64_t>(from_position, 1))); it->Valid() && visited < max_count;
+       it->Next()) {
+    ++visited;
+    if (!visit(DecodeBigEndian64(it->key().ToStringView()), it->value().ToStringView())) {
+      return absl::OkStatus();
+    }
   }
   return FromRocks(it->status(), "scanning the event log");
 }

@@ -46,6 +46,8 @@ class RocksDbEventStore : public EventStore {
   absl::StatusOr<int64_t> StreamVersion(std::string_view stream_id) const override;
   absl::Status Scan(uint64_t from_position, size_t max_count,
                     const std::function<bool(const v1::StoredEvent&)>& visit) const override;
+  absl::Status ScanRaw(uint64_t from_position, size_t max_count,
+                       const std::function<bool(uint64_t, std::string_view)>& visit) const override;
   uint64_t HeadPosition() const override { return head_position_.load(std::memory_order_acquire); }
   uint64_t WaitForHead(uint64_t after_position, absl::Time deadline) const override;
 
