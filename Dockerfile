@@ -1,6 +1,8 @@
 # Multi-stage build of fidelisd and the fidelis CLI on Debian 12 (bookworm).
 #   podman build -t fidelis:dev .
-#   podman run --rm -v fidelis-data:/data -e FIDELIS_LISTEN=0.0.0.0:50051 fidelis:dev
+#   podman run --rm -v fidelis-data:/data fidelis:dev
+# FIDELIS_LISTEN sets the address; FIDELIS_ARGS adds flags (TLS, tokens, or --insecure to
+# listen beyond loopback without them).
 FROM debian:bookworm AS build
 RUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
       build-essential cmake pkg-config libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev \
@@ -28,11 +30,12 @@ FROM debian:bookworm-slim
 COPY --from=build /out/bin/ /usr/local/bin/
 COPY --from=build /out/lib/ /usr/local/lib/fidelis/
 ENV LD_LIBRARY_PATH=/usr/local/lib/fidelis \
-    FIDELIS_LISTEN=127.0.0.1:50051
+    FIDELIS_LISTEN=127.0.0.1:50051 \
+    FIDELIS_ARGS=""
 RUN useradd --system --home /data fidelis && mkdir -p /data && chown fidelis /data
 USER fidelis
 VOLUME /data
 EXPOSE 50051
 # A shell form so that FIDELIS_LISTEN picks the address; exec keeps fidelisd as PID 1 so it
 # receives SIGTERM from `podman stop` and shuts down gracefully.
-CMD exec fidelisd --listen="$FIDELIS_LISTEN" --data_dir=/data
+CMD exec fidelisd --listen="$FIDELIS_LISTEN" --data_dir=/data $FIDELIS_ARGS

@@ -1,7 +1,11 @@
 #include "clients/client_util.h"
 
+#include <cctype>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <limits>
+#include <sstream>
 
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
@@ -35,10 +39,51 @@ const char* CodeName(grpc::StatusCode code) {
 
 }  // namespace
 
-std::shared_ptr<grpc::Channel> Connect(const std::string& address) {
+namespace {
+
+std::string ReadFileOrExit(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    std::fprintf(stderr, "error: cannot read %s\n", path.c_str());
+    std::exit(2);
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+}  // namespace
+
+std::shared_ptr<grpc::Channel> Connect(const std::string& address, const ConnectOptions& options) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  if (options.tls_ca_file.empty()) {
+    return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  }
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ReadFileOrExit(options.tls_ca_file);
+  if (!options.tls_cert_file.empty()) {
+    ssl.pem_cert_chain = ReadFileOrExit(options.tls_cert_file);
+    ssl.pem_private_key = ReadFileOrExit(options.tls_key_file);
+  }
+  if (!options.tls_server_name.empty()) {
+    args.SetSslTargetNameOverride(options.tls_server_name);
+  }
+  return grpc::CreateCustomChannel(address, grpc::SslCredentials(ssl), args);
+}
+
+std::string ResolveToken(const std::string& token, const std::string& token_file) {
+  if (!token.empty()) return token;
+  if (!token_file.empty()) {
+    std::string text = ReadFileOrExit(token_file);
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) {
+      text.erase(0, 1);
+    }
+    return text;
+  }
+  const char* env = std::getenv("FIDELIS_TOKEN");
+  return env == nullptr ? "" : env;
 }
 
 int CurrencyExponent(const std::string& currency) {

@@ -12,8 +12,23 @@
 
 namespace fidelis::clients {
 
-// An insecure channel to `address` (host:port).
-std::shared_ptr<grpc::Channel> Connect(const std::string& address);
+struct ConnectOptions {
+  // PEM file of the CA that signed the server's certificate; enables TLS.
+  std::string tls_ca_file;
+  // PEM client certificate and key, for servers that require them (mTLS).
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // Overrides the name checked against the server's certificate.
+  std::string tls_server_name;
+};
+
+// A channel to `address` (host:port): plaintext, or TLS when a CA file is given. Exits the
+// process with status 2 when a TLS file cannot be read.
+std::shared_ptr<grpc::Channel> Connect(const std::string& address,
+                                       const ConnectOptions& options = {});
+
+// The token from `token`, else from the file `token_file`, else from $FIDELIS_TOKEN.
+std::string ResolveToken(const std::string& token, const std::string& token_file);
 
 // Number of minor-unit digits of a currency (2 unless known otherwise: JPY 0, KWD 3, ...).
 int CurrencyExponent(const std::string& currency);

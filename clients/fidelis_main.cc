@@ -30,6 +30,9 @@ using google::protobuf::util::TimeUtil;
 
 struct Globals {
   std::string server = "127.0.0.1:50051";
+  std::string token;
+  std::string token_file;
+  ConnectOptions tls;
   bool json = false;
   double timeout_seconds = 30;
   std::string command_id;
@@ -48,6 +51,7 @@ std::string ToJson(const google::protobuf::Message& message) {
 }
 
 void Prepare(grpc::ClientContext& context, const Globals& g) {
+  if (!g.token.empty()) context.AddMetadata("authorization", "Bearer " + g.token);
   if (g.timeout_seconds > 0) {
     context.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::milliseconds(static_cast<int64_t>(g.timeout_seconds * 1000)));
@@ -109,6 +113,13 @@ int Main(int argc, char** argv) {
   app.add_flag("--json", g.json, "Print responses as JSON");
   app.add_option("--timeout", g.timeout_seconds, "Call deadline in seconds (0: none)")
       ->capture_default_str();
+  app.add_option("--token", g.token, "Bearer token (default: --token-file, then $FIDELIS_TOKEN)");
+  app.add_option("--token-file", g.token_file, "File holding the bearer token");
+  app.add_option("--tls-ca", g.tls.tls_ca_file, "CA certificate (PEM) of the server; enables TLS");
+  app.add_option("--tls-cert", g.tls.tls_cert_file, "Client certificate (PEM), for mTLS");
+  app.add_option("--tls-key", g.tls.tls_key_file, "Client key (PEM), for mTLS");
+  app.add_option("--tls-server-name", g.tls.tls_server_name,
+                 "Name to check in the server's certificate");
 
   // ---- account ----
   CLI::App* account = app.add_subcommand("account", "Account commands and queries");
@@ -212,7 +223,8 @@ int Main(int argc, char** argv) {
     return app.exit(e);
   }
 
-  auto channel = Connect(g.server);
+  g.token = ResolveToken(g.token, g.token_file);
+  auto channel = Connect(g.server, g.tls);
   v1::AccountCommands::Stub commands(channel);
   v1::AccountQueries::Stub queries(channel);
   v1::EventLog::Stub log(channel);
@@ -393,6 +405,7 @@ int Main(int argc, char** argv) {
   }
   if (*tail) {
     grpc::ClientContext stream_context;  // No deadline: a tail follows until stopped.
+    if (!g.token.empty()) stream_context.AddMetadata("authorization", "Bearer " + g.token);
     v1::SubscribeAllRequest request;
     request.set_from_position(from_position);
     auto reader = log.SubscribeAll(&stream_context, request);
@@ -411,6 +424,7 @@ int Main(int argc, char** argv) {
   }
   if (*rebuild || *watch) {
     grpc::ClientContext stream_context;  // No deadline: a rebuild takes as long as it takes.
+    if (!g.token.empty()) stream_context.AddMetadata("authorization", "Bearer " + g.token);
     std::unique_ptr<grpc::ClientReader<v1::RebuildProgress>> reader;
     if (*rebuild) {
       v1::RebuildProjectionRequest request;

@@ -5,6 +5,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "server/auth.h"
 #include "server/server.h"
 #include "spdlog/spdlog.h"
 
@@ -19,6 +20,16 @@ ABSL_FLAG(std::string, default_currency, "EUR",
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
 ABSL_FLAG(int, projection_batch_size, 1000, "Events per write batch of the live projections.");
 ABSL_FLAG(int, max_message_bytes, 1 << 20, "Largest request accepted, in bytes.");
+ABSL_FLAG(std::string, admin_token_file, "",
+          "File holding the bearer token that rebuild and cancel RPCs require.");
+ABSL_FLAG(std::string, client_token_file, "",
+          "File holding the bearer token that command, query and log RPCs require.");
+ABSL_FLAG(std::string, tls_cert_file, "", "PEM certificate chain; enables TLS.");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of the certificate.");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA bundle; clients must present a certificate it signed (mTLS).");
+ABSL_FLAG(bool, insecure, false,
+          "Allow a non-loopback --listen address without TLS and an admin token.");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("fidelisd: the Fidelis event-sourced account service.");
@@ -39,6 +50,21 @@ int main(int argc, char** argv) {
   options.default_currency = absl::GetFlag(FLAGS_default_currency);
   options.projection_batch_size = absl::GetFlag(FLAGS_projection_batch_size);
   options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  for (auto [flag, token] :
+       {std::pair{absl::GetFlag(FLAGS_admin_token_file), &options.admin_token},
+        std::pair{absl::GetFlag(FLAGS_client_token_file), &options.client_token}}) {
+    if (flag.empty()) continue;
+    auto read = fidelis::server::ReadTokenFile(flag);
+    if (!read.ok()) {
+      spdlog::error("fidelisd failed to start: {}", read.status().ToString());
+      return 1;
+    }
+    *token = *read;
+  }
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+  options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  options.insecure = absl::GetFlag(FLAGS_insecure);
   auto server = fidelis::server::FidelisServer::Start(options);
   if (!server.ok()) {
     spdlog::error("fidelisd failed to start: {}", server.status().ToString());

@@ -1,5 +1,8 @@
 #include "server/server.h"
 
+#include <fstream>
+#include <sstream>
+
 #include "absl/time/clock.h"
 #include "domain/account_projectors.h"
 #include "domain/money.h"
@@ -14,6 +17,46 @@
 
 namespace fidelis::server {
 
+namespace {
+
+bool IsLoopback(const std::string& address) {
+  const std::string host = address.substr(0, address.rfind(':'));
+  return host.rfind("127.", 0) == 0 || host == "localhost" || host == "[::1]" ||
+         host == "ipv4:127.0.0.1";
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path, const char* what) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(StrCat("cannot read ", what, " ", path));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptions& options) {
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("TLS needs both --tls_cert_file and --tls_key_file");
+  }
+  if (options.tls_cert_file.empty()) {
+    if (!options.tls_client_ca_file.empty()) {
+      return absl::InvalidArgumentError("--tls_client_ca_file needs --tls_cert_file");
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  grpc::SslServerCredentialsOptions ssl;
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  ASSIGN_OR_RETURN(pair.private_key, ReadFile(options.tls_key_file, "TLS key"));
+  ASSIGN_OR_RETURN(pair.cert_chain, ReadFile(options.tls_cert_file, "TLS certificate"));
+  ssl.pem_key_cert_pairs.push_back(pair);
+  if (!options.tls_client_ca_file.empty()) {
+    ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFile(options.tls_client_ca_file, "client CA"));
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
+
 FidelisServer::FidelisServer(const ServerOptions& options)
     : options_(options), registry_(MakeAccountEventRegistry(options.default_currency)) {}
 
@@ -22,7 +65,17 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
     return absl::InvalidArgumentError(
         StrCat("default currency '", options.default_currency, "' is not an ISO 4217 code"));
   }
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials, Credentials(options));
+  const bool tls = !options.tls_cert_file.empty();
+  if (!IsLoopback(options.listen_address) && !options.insecure &&
+      (!tls || options.admin_token.empty())) {
+    return absl::FailedPreconditionError(
+        StrCat("refusing to listen on non-loopback address ", options.listen_address,
+               " without TLS (--tls_cert_file, --tls_key_file) and an admin token "
+               "(--admin_token_file); pass --insecure to do it anyway"));
+  }
   std::unique_ptr<FidelisServer> server(new FidelisServer(options));
+  server->auth_ = std::make_unique<Authenticator>(options.admin_token, options.client_token);
   if (options.clock == nullptr) {
     server->owned_clock_ = std::make_unique<SystemClock>();
     server->clock_ = server->owned_clock_.get();
@@ -47,20 +100,22 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
       server->database_.get(), server->store_.get(), &server->registry_, engine_options);
   RETURN_IF_ERROR(server->engine_->Start(live));
 
-  server->commands_service_ = std::make_unique<AccountCommandsService>(server->handler_.get());
-  server->queries_service_ = std::make_unique<AccountQueriesService>(server->engine_.get());
+  const Authenticator* auth = server->auth_.get();
+  server->commands_service_ =
+      std::make_unique<AccountCommandsService>(server->handler_.get(), auth);
+  server->queries_service_ = std::make_unique<AccountQueriesService>(server->engine_.get(), auth);
   server->event_log_service_ = std::make_unique<EventLogService>(
-      server->store_.get(), &server->registry_, &server->stopping_);
+      server->store_.get(), &server->registry_, &server->stopping_, auth);
   server->rebuilds_ = std::make_unique<RebuildManager>(server->engine_.get(), server->store_.get(),
                                                        &server->registry_);
-  server->admin_service_ = std::make_unique<ProjectionAdminService>(
-      server->engine_.get(), server->store_.get(), server->rebuilds_.get(), &server->stopping_);
+  server->admin_service_ =
+      std::make_unique<ProjectionAdminService>(server->engine_.get(), server->store_.get(),
+                                               server->rebuilds_.get(), &server->stopping_, auth);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(),
-                           &server->port_);
+  builder.AddListeningPort(options.listen_address, credentials, &server->port_);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   // Handlers block on the group commit, so many calls are in flight at once. Keep their
   // threads around instead of letting gRPC create and destroy one per call.
@@ -75,9 +130,13 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
     return absl::UnavailableError(StrCat("cannot listen on ", options.listen_address));
   }
   server->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
-  spdlog::info("fidelisd serving on {} with data in {} (head position {}, WAL sync {})",
-               server->address(), options.data_dir, server->store_->HeadPosition(),
-               options.sync_writes ? "on" : "off");
+  spdlog::info(
+      "fidelisd serving on {} with data in {} (head position {}, WAL sync {}, TLS {}, admin "
+      "token {}, client token {})",
+      server->address(), options.data_dir, server->store_->HeadPosition(),
+      options.sync_writes ? "on" : "off",
+      !tls ? "off" : (options.tls_client_ca_file.empty() ? "on" : "on with client certificates"),
+      auth->admin_protected() ? "required" : "off", auth->client_protected() ? "required" : "off");
   return server;
 }
 

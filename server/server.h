@@ -37,6 +37,16 @@ struct ServerOptions {
   int max_receive_message_bytes = 1 << 20;
   // How long Shutdown() lets in-flight calls run before cancelling them.
   absl::Duration shutdown_grace = absl::Seconds(5);
+  // Bearer tokens (server/auth.h); empty disables the check.
+  std::string admin_token;
+  std::string client_token;
+  // TLS: PEM files of the server's certificate chain and key. With a client CA too, clients
+  // must present a certificate signed by it (mTLS).
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
+  // Allow a non-loopback listen address without TLS and an admin token.
+  bool insecure = false;
   // Not owned; null means the system clock.
   const Clock* clock = nullptr;
   // Not owned; null means RocksDB's default environment.
@@ -67,6 +77,7 @@ class FidelisServer {
 
   const ServerOptions options_;
   std::unique_ptr<Clock> owned_clock_;
+  std::unique_ptr<Authenticator> auth_;
   const Clock* clock_ = nullptr;
   EventRegistry registry_;
   std::vector<std::unique_ptr<Projector>> projectors_;

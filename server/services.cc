@@ -132,6 +132,9 @@ absl::Time CallDeadline(const grpc::ServerContext& context, absl::Duration cap) 
 grpc::Status AccountCommandsService::OpenAccount(grpc::ServerContext* context,
                                                  const v1::OpenAccountRequest* request,
                                                  v1::CommandResult* response) {
+  if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
+    return ToGrpcStatus(denied);
+  }
   return RunCommand(response, [&]() -> absl::StatusOr<CommandOutcome> {
     CommandContext ctx = ContextOf("OpenAccount", *request, *context);
     RETURN_IF_ERROR(ValidateContext(ctx));
@@ -147,6 +150,9 @@ grpc::Status AccountCommandsService::OpenAccount(grpc::ServerContext* context,
 grpc::Status AccountCommandsService::MakeDeposit(grpc::ServerContext* context,
                                                  const v1::MakeDepositRequest* request,
                                                  v1::CommandResult* response) {
+  if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
+    return ToGrpcStatus(denied);
+  }
   return RunCommand(response, [&]() -> absl::StatusOr<CommandOutcome> {
     CommandContext ctx = ContextOf("MakeDeposit", *request, *context);
     RETURN_IF_ERROR(ValidateContext(ctx));
@@ -159,6 +165,9 @@ grpc::Status AccountCommandsService::MakeDeposit(grpc::ServerContext* context,
 grpc::Status AccountCommandsService::MakeWithdrawal(grpc::ServerContext* context,
                                                     const v1::MakeWithdrawalRequest* request,
                                                     v1::CommandResult* response) {
+  if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
+    return ToGrpcStatus(denied);
+  }
   return RunCommand(response, [&]() -> absl::StatusOr<CommandOutcome> {
     CommandContext ctx = ContextOf("MakeWithdrawal", *request, *context);
     RETURN_IF_ERROR(ValidateContext(ctx));
@@ -171,6 +180,9 @@ grpc::Status AccountCommandsService::MakeWithdrawal(grpc::ServerContext* context
 grpc::Status AccountCommandsService::CloseAccount(grpc::ServerContext* context,
                                                   const v1::CloseAccountRequest* request,
                                                   v1::CommandResult* response) {
+  if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
+    return ToGrpcStatus(denied);
+  }
   return RunCommand(response, [&]() -> absl::StatusOr<CommandOutcome> {
     CommandContext ctx = ContextOf("CloseAccount", *request, *context);
     RETURN_IF_ERROR(ValidateContext(ctx));
@@ -182,6 +194,9 @@ grpc::Status AccountCommandsService::CloseAccount(grpc::ServerContext* context,
 grpc::Status AccountCommandsService::TransferFunds(grpc::ServerContext* context,
                                                    const v1::TransferFundsRequest* request,
                                                    v1::TransferFundsResponse* response) {
+  if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
+    return ToGrpcStatus(denied);
+  }
   CommandContext ctx = ContextOf("TransferFunds", *request, *context);
   absl::Status valid = ValidateContext(ctx);
   if (!valid.ok()) return ToGrpcStatus(valid);
@@ -206,7 +221,7 @@ grpc::Status AccountCommandsService::TransferFunds(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status AccountCommandsService::Ping(grpc::ServerContext*, const v1::PingRequest*,
+grpc::Status AccountCommandsService::Ping(grpc::ServerContext* context, const v1::PingRequest*,
                                           v1::PingResponse*) {
   return grpc::Status::OK;
 }
@@ -214,6 +229,9 @@ grpc::Status AccountCommandsService::Ping(grpc::ServerContext*, const v1::PingRe
 grpc::Status AccountQueriesService::GetAccountSummary(grpc::ServerContext* context,
                                                       const v1::GetAccountSummaryRequest* request,
                                                       v1::AccountSummary* response) {
+  if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
+    return ToGrpcStatus(denied);
+  }
   return GetRow(engine_, "AccountSummary", *context, request->account_id(),
                 request->min_global_position(), request->projection_version(), response);
 }
@@ -221,6 +239,9 @@ grpc::Status AccountQueriesService::GetAccountSummary(grpc::ServerContext* conte
 grpc::Status AccountQueriesService::GetAccountReport(grpc::ServerContext* context,
                                                      const v1::GetAccountReportRequest* request,
                                                      v1::AccountReport* response) {
+  if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
+    return ToGrpcStatus(denied);
+  }
   return GetRow(engine_, "AccountReport", *context, request->account_id(),
                 request->min_global_position(), request->projection_version(), response);
 }
@@ -228,6 +249,9 @@ grpc::Status AccountQueriesService::GetAccountReport(grpc::ServerContext* contex
 grpc::Status AccountQueriesService::GetLedgerTotals(grpc::ServerContext* context,
                                                     const v1::GetLedgerTotalsRequest* request,
                                                     v1::LedgerTotals* response) {
+  if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
+    return ToGrpcStatus(denied);
+  }
   absl::StatusOr<ProjectionRunner*> runner =
       engine_->Readable("LedgerTotals", request->projection_version(),
                         request->min_global_position(), CallDeadline(*context, kMaxQueryWait));
@@ -249,6 +273,9 @@ grpc::Status AccountQueriesService::GetLedgerTotals(grpc::ServerContext* context
 grpc::Status AccountQueriesService::ListAccountSummaries(
     grpc::ServerContext* context, const v1::ListAccountSummariesRequest* request,
     v1::ListAccountSummariesResponse* response) {
+  if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
+    return ToGrpcStatus(denied);
+  }
   absl::Status valid = ValidatePageSize(request->page_size());
   if (!valid.ok()) return ToGrpcStatus(valid);
   absl::StatusOr<std::string> after = ParsePageToken(request->page_token());
@@ -302,8 +329,12 @@ v1::RecordedEvent ToRecordedEvent(const v1::StoredEvent& event, const EventRegis
   return out;
 }
 
-grpc::Status EventLogService::ReadStream(grpc::ServerContext*, const v1::ReadStreamRequest* request,
+grpc::Status EventLogService::ReadStream(grpc::ServerContext* context,
+                                         const v1::ReadStreamRequest* request,
                                          v1::ReadStreamResponse* response) {
+  if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
+    return ToGrpcStatus(denied);
+  }
   const std::string& stream = request->stream_id();
   if (stream.empty() || stream.size() > 256 || stream.find('\0') != std::string::npos) {
     return ToGrpcStatus(InvalidField("stream_id", "must be 1 to 256 bytes without NUL"));
@@ -327,8 +358,12 @@ grpc::Status EventLogService::ReadStream(grpc::ServerContext*, const v1::ReadStr
   return grpc::Status::OK;
 }
 
-grpc::Status EventLogService::ReadAll(grpc::ServerContext*, const v1::ReadAllRequest* request,
+grpc::Status EventLogService::ReadAll(grpc::ServerContext* context,
+                                      const v1::ReadAllRequest* request,
                                       v1::ReadAllResponse* response) {
+  if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
+    return ToGrpcStatus(denied);
+  }
   if (request->max_count() < 0 || request->max_count() > kMaxReadCount) {
     return ToGrpcStatus(InvalidField("max_count", StrCat("must be between 0 and ", kMaxReadCount)));
   }
@@ -345,6 +380,9 @@ grpc::Status EventLogService::ReadAll(grpc::ServerContext*, const v1::ReadAllReq
 grpc::Status EventLogService::SubscribeAll(grpc::ServerContext* context,
                                            const v1::SubscribeAllRequest* request,
                                            grpc::ServerWriter<v1::RecordedEvent>* writer) {
+  if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
+    return ToGrpcStatus(denied);
+  }
   uint64_t next = std::max<uint64_t>(request->from_position(), 1);
   while (!context->IsCancelled() && !stopping_->load()) {
     bool write_failed = false;
@@ -372,9 +410,12 @@ grpc::Status EventLogService::SubscribeAll(grpc::ServerContext* context,
   return grpc::Status(grpc::StatusCode::CANCELLED, "subscription cancelled");
 }
 
-grpc::Status ProjectionAdminService::ListProjections(grpc::ServerContext*,
+grpc::Status ProjectionAdminService::ListProjections(grpc::ServerContext* context,
                                                      const v1::ListProjectionsRequest*,
                                                      v1::ListProjectionsResponse* response) {
+  if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
+    return ToGrpcStatus(denied);
+  }
   const uint64_t head = store_->HeadPosition();
   for (ProjectionRunner* runner : engine_->runners()) {
     v1::ProjectionInfo* info = response->add_projections();
@@ -438,6 +479,9 @@ grpc::Status ProjectionAdminService::StreamProgress(
 grpc::Status ProjectionAdminService::RebuildProjection(
     grpc::ServerContext* context, const v1::RebuildProjectionRequest* request,
     grpc::ServerWriter<v1::RebuildProgress>* writer) {
+  if (absl::Status denied = auth_->Check(*context, Scope::kAdmin); !denied.ok()) {
+    return ToGrpcStatus(denied);
+  }
   auto jobs = rebuilds_->Start(*request);
   if (!jobs.ok()) return ToGrpcStatus(jobs.status());
   for (const auto& job : *jobs) {
@@ -450,30 +494,42 @@ grpc::Status ProjectionAdminService::RebuildProjection(
 grpc::Status ProjectionAdminService::WatchRebuild(grpc::ServerContext* context,
                                                   const v1::WatchRebuildRequest* request,
                                                   grpc::ServerWriter<v1::RebuildProgress>* writer) {
+  if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
+    return ToGrpcStatus(denied);
+  }
   auto job = rebuilds_->Get(request->rebuild_id());
   if (!job.ok()) return ToGrpcStatus(job.status());
   return StreamProgress(context, **job, writer);
 }
 
-grpc::Status ProjectionAdminService::GetRebuild(grpc::ServerContext*,
+grpc::Status ProjectionAdminService::GetRebuild(grpc::ServerContext* context,
                                                 const v1::GetRebuildRequest* request,
                                                 v1::RebuildInfo* response) {
+  if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
+    return ToGrpcStatus(denied);
+  }
   auto job = rebuilds_->Get(request->rebuild_id());
   if (!job.ok()) return ToGrpcStatus(job.status());
   *response = (*job)->Info();
   return grpc::Status::OK;
 }
 
-grpc::Status ProjectionAdminService::ListRebuilds(grpc::ServerContext*,
+grpc::Status ProjectionAdminService::ListRebuilds(grpc::ServerContext* context,
                                                   const v1::ListRebuildsRequest*,
                                                   v1::ListRebuildsResponse* response) {
+  if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
+    return ToGrpcStatus(denied);
+  }
   for (const auto& job : rebuilds_->List()) *response->add_rebuilds() = job->Info();
   return grpc::Status::OK;
 }
 
-grpc::Status ProjectionAdminService::CancelRebuild(grpc::ServerContext*,
+grpc::Status ProjectionAdminService::CancelRebuild(grpc::ServerContext* context,
                                                    const v1::CancelRebuildRequest* request,
                                                    v1::RebuildInfo* response) {
+  if (absl::Status denied = auth_->Check(*context, Scope::kAdmin); !denied.ok()) {
+    return ToGrpcStatus(denied);
+  }
   auto job = rebuilds_->Get(request->rebuild_id());
   if (!job.ok()) return ToGrpcStatus(job.status());
   if ((*job)->finished()) {

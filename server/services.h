@@ -12,6 +12,7 @@
 #include "fidelis/v1/accounts.grpc.pb.h"
 #include "fidelis/v1/admin.grpc.pb.h"
 #include "fidelis/v1/event_log.grpc.pb.h"
+#include "server/auth.h"
 #include "server/command_handler.h"
 #include "server/projection_engine.h"
 #include "server/rebuild.h"
@@ -26,7 +27,8 @@ inline constexpr int kMaxReadCount = 1000;
 
 class AccountCommandsService final : public v1::AccountCommands::Service {
  public:
-  explicit AccountCommandsService(CommandHandler* handler) : handler_(handler) {}
+  AccountCommandsService(CommandHandler* handler, const Authenticator* auth)
+      : handler_(handler), auth_(auth) {}
 
   grpc::Status OpenAccount(grpc::ServerContext* context, const v1::OpenAccountRequest* request,
                            v1::CommandResult* response) override;
@@ -44,11 +46,13 @@ class AccountCommandsService final : public v1::AccountCommands::Service {
 
  private:
   CommandHandler* const handler_;
+  const Authenticator* const auth_;
 };
 
 class AccountQueriesService final : public v1::AccountQueries::Service {
  public:
-  explicit AccountQueriesService(const ProjectionEngine* engine) : engine_(engine) {}
+  AccountQueriesService(const ProjectionEngine* engine, const Authenticator* auth)
+      : engine_(engine), auth_(auth) {}
 
   grpc::Status GetAccountSummary(grpc::ServerContext* context,
                                  const v1::GetAccountSummaryRequest* request,
@@ -65,14 +69,15 @@ class AccountQueriesService final : public v1::AccountQueries::Service {
 
  private:
   const ProjectionEngine* const engine_;
+  const Authenticator* const auth_;
 };
 
 class EventLogService final : public v1::EventLog::Service {
  public:
   // `stopping` turns true when the server shuts down; subscriptions then end.
   EventLogService(const storage::EventStore* store, const EventRegistry* registry,
-                  const std::atomic<bool>* stopping)
-      : store_(store), registry_(registry), stopping_(stopping) {}
+                  const std::atomic<bool>* stopping, const Authenticator* auth)
+      : store_(store), registry_(registry), stopping_(stopping), auth_(auth) {}
 
   grpc::Status ReadStream(grpc::ServerContext* context, const v1::ReadStreamRequest* request,
                           v1::ReadStreamResponse* response) override;
@@ -85,13 +90,15 @@ class EventLogService final : public v1::EventLog::Service {
   const storage::EventStore* const store_;
   const EventRegistry* const registry_;
   const std::atomic<bool>* const stopping_;
+  const Authenticator* const auth_;
 };
 
 class ProjectionAdminService : public v1::ProjectionAdmin::Service {
  public:
   ProjectionAdminService(const ProjectionEngine* engine, const storage::EventStore* store,
-                         RebuildManager* rebuilds, const std::atomic<bool>* stopping)
-      : engine_(engine), store_(store), rebuilds_(rebuilds), stopping_(stopping) {}
+                         RebuildManager* rebuilds, const std::atomic<bool>* stopping,
+                         const Authenticator* auth)
+      : engine_(engine), store_(store), rebuilds_(rebuilds), stopping_(stopping), auth_(auth) {}
 
   grpc::Status ListProjections(grpc::ServerContext* context,
                                const v1::ListProjectionsRequest* request,
@@ -118,6 +125,7 @@ class ProjectionAdminService : public v1::ProjectionAdmin::Service {
   const storage::EventStore* const store_;
   RebuildManager* const rebuilds_;
   const std::atomic<bool>* const stopping_;
+  const Authenticator* const auth_;
 };
 
 // Converts a stored event to its API form, decoding the payload as stored.
