@@ -20,6 +20,8 @@ ABSL_FLAG(std::string, default_currency, "EUR",
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
 ABSL_FLAG(int, projection_batch_size, 1000, "Events per write batch of the live projections.");
 ABSL_FLAG(int, max_message_bytes, 1 << 20, "Largest request accepted, in bytes.");
+ABSL_FLAG(int, max_pending_appends, 4096,
+          "Commands waiting for the log writer beyond which new ones get RESOURCE_EXHAUSTED.");
 ABSL_FLAG(std::string, admin_token_file, "",
           "File holding the bearer token that rebuild and cancel RPCs require.");
 ABSL_FLAG(std::string, client_token_file, "",
@@ -50,6 +52,7 @@ int main(int argc, char** argv) {
   options.default_currency = absl::GetFlag(FLAGS_default_currency);
   options.projection_batch_size = absl::GetFlag(FLAGS_projection_batch_size);
   options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.max_pending_appends = absl::GetFlag(FLAGS_max_pending_appends);
   for (auto [flag, token] :
        {std::pair{absl::GetFlag(FLAGS_admin_token_file), &options.admin_token},
         std::pair{absl::GetFlag(FLAGS_client_token_file), &options.client_token}}) {

@@ -86,7 +86,10 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
   db_options.sync_writes = options.sync_writes;
   db_options.env = options.env;
   ASSIGN_OR_RETURN(server->database_, storage::Database::Open(options.data_dir, db_options));
-  ASSIGN_OR_RETURN(server->store_, storage::RocksDbEventStore::Open(server->database_.get()));
+  storage::EventStoreOptions store_options;
+  store_options.max_pending_appends = options.max_pending_appends;
+  ASSIGN_OR_RETURN(server->store_,
+                   storage::RocksDbEventStore::Open(server->database_.get(), store_options));
   server->snapshots_ = std::make_unique<storage::SnapshotStore>(server->database_.get());
   server->handler_ = std::make_unique<CommandHandler>(
       server->store_.get(), server->snapshots_.get(), &server->registry_, server->clock_);
@@ -154,6 +157,7 @@ void FidelisServer::Shutdown() {
     grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
     grpc_server_->Wait();
   }
+  const bool store_healthy = store_ == nullptr || store_->healthy();
   if (rebuilds_) rebuilds_->Shutdown();
   if (engine_) engine_->Stop();
   rebuilds_.reset();
@@ -162,7 +166,11 @@ void FidelisServer::Shutdown() {
   store_.reset();
   snapshots_.reset();
   if (database_) {
-    database_->db()->FlushWAL(true).PermitUncheckedError();
+    // With sync_writes every acknowledged append is already synced. Without it, sync the WAL
+    // once now, unless a write failed: RocksDB refuses (and asserts on) I/O to a broken WAL.
+    if (!options_.sync_writes && store_healthy) {
+      database_->db()->FlushWAL(true).PermitUncheckedError();
+    }
     database_.reset();
   }
   spdlog::info("fidelisd stopped");

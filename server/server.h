@@ -33,6 +33,9 @@ struct ServerOptions {
   bool sync_writes = true;
   std::string default_currency = "EUR";
   size_t projection_batch_size = 1000;
+  // Appends waiting for the event log's writer beyond which commands are refused at once
+  // with RESOURCE_EXHAUSTED instead of piling up.
+  size_t max_pending_appends = 4096;
   // Largest request the server accepts, in bytes.
   int max_receive_message_bytes = 1 << 20;
   // How long Shutdown() lets in-flight calls run before cancelling them.

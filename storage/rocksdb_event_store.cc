@@ -277,6 +277,11 @@ absl::StatusOr<AppendResult> RocksDbEventStore::Append(AppendRequest request) {
   return std::move(self.result);
 }
 
+bool RocksDbEventStore::healthy() {
+  absl::MutexLock lock(&mu_);
+  return write_error_.ok();
+}
+
 absl::StatusOr<std::optional<v1::CommandRecord>> RocksDbEventStore::FindCommand(
     std::string_view command_id) const {
   std::string value;

@@ -51,6 +51,9 @@ class RocksDbEventStore : public EventStore {
   uint64_t HeadPosition() const override { return head_position_.load(std::memory_order_acquire); }
   uint64_t WaitForHead(uint64_t after_position, absl::Time deadline) const override;
 
+  // False once a write failed (appends are then refused until the store is reopened).
+  bool healthy();
+
  private:
   struct Writer;
 
