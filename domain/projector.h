@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 
 namespace fidelis {
@@ -40,10 +41,17 @@ class RowStore {
                                                          const google::protobuf::Message& prototype,
                                                          bool* found) = 0;
 
+  // Row() as a T. INTERNAL when the row under `key` holds another message type (a projector
+  // bug: two row types under one key).
   template <typename T>
   absl::StatusOr<T*> Typed(std::string_view key, bool* found) {
     auto row = Row(key, T::default_instance(), found);
     if (!row.ok()) return row.status();
+    if ((*row)->GetDescriptor() != T::descriptor()) {
+      return absl::InternalError("row " + std::string(key) + " holds a " +
+                                 (*row)->GetDescriptor()->full_name() + ", not a " +
+                                 T::descriptor()->full_name());
+    }
     return static_cast<T*>(*row);
   }
 };
