@@ -20,6 +20,8 @@ ABSL_FLAG(std::string, default_currency, "EUR",
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
 ABSL_FLAG(int, projection_batch_size, 1000, "Events per write batch of the live projections.");
 ABSL_FLAG(int, max_message_bytes, 1 << 20, "Largest request accepted, in bytes.");
+ABSL_FLAG(int, max_concurrent_streams, 256,
+          "Concurrent calls one client connection may have open.");
 ABSL_FLAG(int, max_pending_appends, 4096,
           "Commands waiting for the log writer beyond which new ones get RESOURCE_EXHAUSTED.");
 ABSL_FLAG(std::string, admin_token_file, "",
@@ -53,6 +55,7 @@ int main(int argc, char** argv) {
   options.projection_batch_size = absl::GetFlag(FLAGS_projection_batch_size);
   options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.max_pending_appends = absl::GetFlag(FLAGS_max_pending_appends);
+  options.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
   for (auto [flag, token] :
        {std::pair{absl::GetFlag(FLAGS_admin_token_file), &options.admin_token},
         std::pair{absl::GetFlag(FLAGS_client_token_file), &options.client_token}}) {

@@ -120,6 +120,7 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen_address, credentials, &server->port_);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_concurrent_streams);
   // Handlers block on the group commit, so many calls are in flight at once. Keep their
   // threads around instead of letting gRPC create and destroy one per call.
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 4);

@@ -36,6 +36,8 @@ struct ServerOptions {
   // Appends waiting for the event log's writer beyond which commands are refused at once
   // with RESOURCE_EXHAUSTED instead of piling up.
   size_t max_pending_appends = 4096;
+  // Concurrent calls (HTTP/2 streams) one client connection may have open.
+  int max_concurrent_streams = 256;
   // Largest request the server accepts, in bytes.
   int max_receive_message_bytes = 1 << 20;
   // How long Shutdown() lets in-flight calls run before cancelling them.

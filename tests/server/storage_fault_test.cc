@@ -175,5 +175,26 @@ TEST_F(OverloadTest, AFullWriterQueueRefusesCommandsQuicklyAndWritesNothingForTh
   EXPECT_EQ(Summary(id, Head()).balance().minor_units(), ok.load());
 }
 
+class StreamLimitTest : public ServerTest {
+ protected:
+  void Configure(server::ServerOptions& options) override { options.max_concurrent_streams = 2; }
+};
+
+TEST_F(StreamLimitTest, AConnectionGetsNoMoreThanItsConcurrentStreams) {
+  grpc::ClientContext first, second;
+  auto a = log_->SubscribeAll(&first, v1::SubscribeAllRequest());
+  auto b = log_->SubscribeAll(&second, v1::SubscribeAllRequest());
+  absl::SleepFor(absl::Milliseconds(200));  // Both streams are open and idle.
+  v1::PingResponse pong;
+  // A third call on the same connection waits for a free stream.
+  EXPECT_EQ(commands_->Ping(Ctx(absl::Milliseconds(500)).get(), {}, &pong).error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+  first.TryCancel();
+  a->Finish();
+  EXPECT_TRUE(commands_->Ping(Ctx().get(), {}, &pong).ok());
+  second.TryCancel();
+  b->Finish();
+}
+
 }  // namespace
 }  // namespace fidelis::testing
