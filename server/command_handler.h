@@ -113,4 +113,7 @@ class CommandHandler {
 // 32 lower-case hex digits from a cryptographically seeded generator.
 std::string NewId();
 
+// The 32 lower-case hex digits of two 64-bit words (the account-id format).
+std::string HexId(uint64_t a, uint64_t b);
+
 }  // namespace fidelis::server

@@ -12,81 +12,91 @@
 
 namespace fidelis::server {
 
+namespace {
+
+// Folds one event of a consumed category, whose payload decoded (or failed to), into `rows`
+// under `policy`, and counts it in `stats`. FAILED_PRECONDITION when a FAIL policy stops the
+// replay at this event (recorded in stats.errors, not counted as processed).
+absl::Status ApplyOne(const v1::StoredEvent& event,
+                      const absl::StatusOr<const google::protobuf::Message*>& decoded,
+                      const Projector& projector, const ReplayPolicy& policy, RowStore& rows,
+                      ReplayStats& stats, const std::string& label) {
+  auto record = [&](std::string message) {
+    if (stats.errors.size() < kMaxRecordedErrors) {
+      stats.errors.push_back({event.global_position(), event.type(), std::move(message)});
+    }
+  };
+  if (!decoded.ok()) {
+    const bool unknown = decoded.status().code() == absl::StatusCode::kNotFound;
+    std::string message(decoded.status().message());
+    if (unknown ? !policy.skip_unknown_events : !policy.skip_handler_errors) {
+      record(message);
+      return absl::FailedPreconditionError(StrCat("event ", event.type(), " v",
+                                                  event.schema_version(), " at global position ",
+                                                  event.global_position(), ": ", message));
+    }
+    spdlog::warn("{}: skipping {} event {} v{} at global position {}: {}", label,
+                 unknown ? "unknown" : "undecodable", event.type(), event.schema_version(),
+                 event.global_position(), message);
+    if (!unknown) record(message);
+    ++stats.events_skipped;
+  } else {
+    EventView view;
+    view.global_position = event.global_position();
+    view.stream_id = event.stream_id();
+    view.stream_version = event.stream_version();
+    view.type = event.type();
+    view.timestamp_micros = event.timestamp_micros();
+    view.payload = *decoded;
+    absl::Status applied = projector.Apply(view, rows);
+    if (!applied.ok()) {
+      std::string message(applied.message());
+      record(message);
+      if (!policy.skip_handler_errors) {
+        return absl::FailedPreconditionError(StrCat("handler failed on ", event.type(),
+                                                    " at global position ", event.global_position(),
+                                                    ": ", message));
+      }
+      spdlog::error("{}: handler failed on {} at global position {}: {}", label, event.type(),
+                    event.global_position(), message);
+      ++stats.events_skipped;
+    } else {
+      ++stats.events_dispatched;
+    }
+  }
+  ++stats.events_processed;
+  stats.last_position = event.global_position();
+  return absl::OkStatus();
+}
+
+bool Consumes(const Projector& projector, std::string_view stream_id) {
+  const std::vector<std::string>& categories = projector.categories();
+  return std::find(categories.begin(), categories.end(), CategoryOf(stream_id)) != categories.end();
+}
+
+}  // namespace
+
 absl::Status ReplayRange(const storage::EventStore& store, EventDecoder& decoder,
                          const Projector& projector, uint64_t after_position, size_t max_events,
                          const ReplayPolicy& policy, RowStore& rows, ReplayStats& stats,
                          const std::string& label) {
-  const std::vector<std::string>& categories = projector.categories();
   absl::Status stop;
   absl::Status scanned =
       store.Scan(after_position + 1, max_events, [&](const v1::StoredEvent& event) {
-        const std::string_view category = CategoryOf(event.stream_id());
-        if (std::find(categories.begin(), categories.end(), category) == categories.end()) {
+        if (!Consumes(projector, event.stream_id())) {
           ++stats.events_processed;
           stats.last_position = event.global_position();
           return true;
         }
-        absl::StatusOr<const google::protobuf::Message*> decoded =
-            decoder.Decode(event.type(), event.schema_version(), event.payload());
-        if (!decoded.ok()) {
-          const bool unknown = decoded.status().code() == absl::StatusCode::kNotFound;
-          std::string message(decoded.status().message());
-          if (unknown ? !policy.skip_unknown_events : !policy.skip_handler_errors) {
-            stop = absl::FailedPreconditionError(
-                StrCat("event ", event.type(), " v", event.schema_version(), " at global position ",
-                       event.global_position(), ": ", message));
-            stats.errors.push_back({event.global_position(), event.type(), message});
-            return false;
-          }
-          spdlog::warn("{}: skipping {} event {} v{} at global position {}: {}", label,
-                       unknown ? "unknown" : "undecodable", event.type(), event.schema_version(),
-                       event.global_position(), message);
-          if (!unknown && stats.errors.size() < kMaxRecordedErrors) {
-            stats.errors.push_back({event.global_position(), event.type(), message});
-          }
-          ++stats.events_skipped;
-          ++stats.events_processed;
-          stats.last_position = event.global_position();
-          return true;
-        }
-        EventView view;
-        view.global_position = event.global_position();
-        view.stream_id = event.stream_id();
-        view.stream_version = event.stream_version();
-        view.type = event.type();
-        view.timestamp_micros = event.timestamp_micros();
-        view.payload = *decoded;
-        absl::Status applied = projector.Apply(view, rows);
-        if (!applied.ok()) {
-          if (!policy.skip_handler_errors) {
-            stop = absl::FailedPreconditionError(
-                StrCat("handler failed on ", event.type(), " at global position ",
-                       event.global_position(), ": ", applied.message()));
-            stats.errors.push_back(
-                {event.global_position(), event.type(), std::string(applied.message())});
-            return false;
-          }
-          spdlog::error("{}: handler failed on {} at global position {}: {}", label, event.type(),
-                        event.global_position(), std::string(applied.message()));
-          if (stats.errors.size() < kMaxRecordedErrors) {
-            stats.errors.push_back(
-                {event.global_position(), event.type(), std::string(applied.message())});
-          }
-          ++stats.events_skipped;
-        } else {
-          ++stats.events_dispatched;
-        }
-        ++stats.events_processed;
-        stats.last_position = event.global_position();
-        return true;
+        stop =
+            ApplyOne(event, decoder.Decode(event.type(), event.schema_version(), event.payload()),
+                     projector, policy, rows, stats, label);
+        return stop.ok();
       });
   if (!scanned.ok()) return scanned;
   return stop;
 }
 
-}  // namespace fidelis::server
-
-namespace fidelis::server {
 namespace {
 
 // One batch of scanned, decoded events. Chunks are recycled: their messages keep their
@@ -157,7 +167,6 @@ class ChunkQueue {
 void ProduceChunks(const storage::EventStore& store, const EventRegistry& registry,
                    const Projector& projector, uint64_t after_position, uint64_t up_to_position,
                    size_t batch_size, ChunkQueue& queue) {
-  const std::vector<std::string>& categories = projector.categories();
   // type -> current version and schema, looked up once per type.
   std::map<std::string, std::pair<uint32_t, const google::protobuf::Message*>, std::less<>> schemas;
   uint64_t next = after_position + 1;
@@ -180,8 +189,7 @@ void ProduceChunks(const storage::EventStore& store, const EventRegistry& regist
             ++chunk->size;
             item.decoded = false;
             item.decode_error = absl::OkStatus();
-            item.consumed = std::find(categories.begin(), categories.end(),
-                                      CategoryOf(event.stream_id())) != categories.end();
+            item.consumed = Consumes(projector, event.stream_id());
             if (!item.consumed) return true;
             auto schema = schemas.find(event.type());
             if (schema == schemas.end()) {
@@ -240,51 +248,16 @@ absl::Status PipelinedReplay(const storage::EventStore& store, const EventRegist
   while (true) {
     std::unique_ptr<Chunk> chunk = queue.Pop();
     ReplayStats batch;
-    for (size_t i = 0; i < chunk->size; ++i) {
+    for (size_t i = 0; i < chunk->size && result.ok(); ++i) {
       const Chunk::Item& item = chunk->items[i];
-      const v1::StoredEvent& event = item.event;
-      if (item.consumed && !item.decoded) {
-        const bool unknown = item.decode_error.code() == absl::StatusCode::kNotFound;
-        std::string message(item.decode_error.message());
-        if (unknown ? !policy.skip_unknown_events : !policy.skip_handler_errors) {
-          result = absl::FailedPreconditionError(
-              StrCat("event ", event.type(), " v", event.schema_version(), " at global position ",
-                     event.global_position(), ": ", message));
-          batch.errors.push_back({event.global_position(), event.type(), message});
-          break;
-        }
-        spdlog::warn("{}: skipping {} event {} v{} at global position {}: {}", label,
-                     unknown ? "unknown" : "undecodable", event.type(), event.schema_version(),
-                     event.global_position(), message);
-        if (!unknown) batch.errors.push_back({event.global_position(), event.type(), message});
-        ++batch.events_skipped;
-      } else if (item.consumed) {
-        EventView view;
-        view.global_position = event.global_position();
-        view.stream_id = event.stream_id();
-        view.stream_version = event.stream_version();
-        view.type = event.type();
-        view.timestamp_micros = event.timestamp_micros();
-        view.payload = item.payload.get();
-        absl::Status applied = projector.Apply(view, rows);
-        if (!applied.ok()) {
-          std::string message(applied.message());
-          batch.errors.push_back({event.global_position(), event.type(), message});
-          if (!policy.skip_handler_errors) {
-            result = absl::FailedPreconditionError(StrCat("handler failed on ", event.type(),
-                                                          " at global position ",
-                                                          event.global_position(), ": ", message));
-            break;
-          }
-          spdlog::error("{}: handler failed on {} at global position {}: {}", label, event.type(),
-                        event.global_position(), message);
-          ++batch.events_skipped;
-        } else {
-          ++batch.events_dispatched;
-        }
+      if (!item.consumed) {
+        ++batch.events_processed;
+        batch.last_position = item.event.global_position();
+        continue;
       }
-      ++batch.events_processed;
-      batch.last_position = event.global_position();
+      absl::StatusOr<const google::protobuf::Message*> decoded = item.payload.get();
+      if (!item.decoded) decoded = item.decode_error;
+      result = ApplyOne(item.event, decoded, projector, policy, rows, batch, label);
     }
     if (result.ok() && !chunk->scan_status.ok()) result = chunk->scan_status;
     stats.events_processed += batch.events_processed;

@@ -7,6 +7,7 @@
 #include "domain/status_macros.h"
 #include "domain/strings.h"
 #include "fidelis/v1/events.pb.h"
+#include "server/command_handler.h"
 
 namespace fidelis::server {
 namespace {
@@ -17,17 +18,6 @@ struct Account {
   int64_t balance = 0;
   bool closed = false;
 };
-
-std::string HexId(std::mt19937_64& rng) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string id(32, '0');
-  uint64_t a = rng(), b = rng();
-  for (int i = 0; i < 16; ++i) {
-    id[i] = kHex[(a >> (i * 4)) & 0xF];
-    id[16 + i] = kHex[(b >> (i * 4)) & 0xF];
-  }
-  return id;
-}
 
 // Collects events into append batches. Within a batch a stream appears once, so events are
 // grouped by stream in first-appearance order; positions are known once the batch commits.
@@ -158,7 +148,8 @@ absl::StatusOr<SeedReport> Seed(storage::EventStore& store, const SeedOptions& o
   std::vector<Account> accounts(options.accounts);
   for (uint64_t i = 0; i < options.accounts; ++i) {
     Account& account = accounts[i];
-    account.id = HexId(rng);
+    const uint64_t high = rng();
+    account.id = HexId(high, rng());
     account.stream = AccountStream(account.id);
     account.balance = static_cast<int64_t>(rng() % 100000);
     const std::string number = StrCat("SEED", options.seed, "N", i);
