@@ -9,6 +9,17 @@
 
 namespace fidelis::server {
 
+namespace {
+
+// The live runners cache the rows live traffic touches; a bounded hot set.
+storage::ProjectionBatchOptions LiveBatchOptions() {
+  storage::ProjectionBatchOptions options;
+  options.max_cached_rows = 16384;
+  return options;
+}
+
+}  // namespace
+
 ProjectionRunner::ProjectionRunner(const Projector* projector,
                                    std::unique_ptr<storage::ProjectionStore> store,
                                    const storage::EventStore* events, const EventRegistry* registry,
@@ -20,7 +31,7 @@ ProjectionRunner::ProjectionRunner(const Projector* projector,
       options_(options),
       label_(StrCat(projector->name(), " v", projector->version())),
       decoder_(registry),
-      live_batch_(store_.get()) {}
+      live_batch_(store_.get(), LiveBatchOptions()) {}
 
 ProjectionRunner::~ProjectionRunner() { Stop(); }
 

@@ -31,6 +31,7 @@ rocksdb::ColumnFamilyOptions FamilyOptions(const DatabaseOptions& options,
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   cf.compression = rocksdb::kLZ4Compression;
+  cf.write_buffer_size = 16 << 20;
   return cf;
 }
 
@@ -44,6 +45,9 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   db_options.create_missing_column_families = true;
   db_options.IncreaseParallelism(2);
   db_options.max_open_files = 512;
+  // One budget for the memtables of every family (projection versions come and go), so
+  // memory does not grow with their number.
+  db_options.db_write_buffer_size = 64 << 20;
   if (options.env != nullptr) db_options.env = options.env;
   database->cache_ = rocksdb::NewLRUCache(options.block_cache_bytes);
   rocksdb::ColumnFamilyOptions cf = FamilyOptions(options, database->cache_);

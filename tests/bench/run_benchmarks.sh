@@ -2,13 +2,14 @@
 # Runs Fidelis's benchmarks against the real binaries and prints every figure with the
 # baseline it is compared to, measured in the same run. Used for BENCHMARKS.md.
 #
-#   tests/bench/run_benchmarks.sh [--quick] [build-dir]
+#   tests/bench/run_benchmarks.sh [--quick] [--replay-only] [build-dir]
 #
 # --quick runs each benchmark for a moment on a small log (the test suite runs it as a smoke
 # test, so the benchmarks keep working); without it the figures in BENCHMARKS.md are produced.
 set -euo pipefail
-quick=0
+quick=0 replay_only=0
 if [ "${1:-}" = "--quick" ]; then quick=1; shift; fi
+if [ "${1:-}" = "--replay-only" ]; then replay_only=1; shift; fi
 build=$(cd "${1:-build}" && pwd)
 fidelisd=$build/server/fidelisd
 seed=$build/server/fidelis-seed
@@ -49,12 +50,14 @@ peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$pid/status"; }
 echo "== machine"
 echo "nproc: $(nproc); memory: $(free -g | awk '/Mem:/ {print $2}') GiB; disk: $(df -h "$work" | awk 'NR==2 {print $1, $2}')"
 
+if [ $replay_only = 0 ]; then
 echo "== command path: ${seconds}s per measurement, 64 calls in flight"
 start_server "$work/commands" 0
 "$bench" --server "$addr" commands --accounts "$accounts" --seconds "$seconds" --concurrency 64
 echo "== stream length"
 "$bench" --server "$addr" stream-length --events "$stream_events" --calls "$calls"
 stop_server
+fi
 
 for events in $small_events $log_events; do
   echo "== replay: AccountSummary over $events events of $log_accounts accounts"
