@@ -178,13 +178,7 @@ std::vector<v1::RebuildProgress> RebuildJob::PhaseChanges(size_t from) const {
 void RebuildJob::Absorb(const ReplayStats& batch, absl::Duration took) {
   const absl::Time now = absl::Now();
   absl::MutexLock lock(&mu_);
-  stats_.events_processed += batch.events_processed;
-  stats_.events_dispatched += batch.events_dispatched;
-  stats_.events_skipped += batch.events_skipped;
-  if (batch.last_position > 0) stats_.last_position = batch.last_position;
-  for (const ReplayError& e : batch.errors) {
-    if (stats_.errors.size() < kMaxRecordedErrors) stats_.errors.push_back(e);
-  }
+  stats_.Add(batch);
   events_total_ = std::max(events_total_, events_->HeadPosition());
   const double seconds = absl::ToDoubleSeconds(took);
   if (seconds > 0 && batch.events_processed > 0) {

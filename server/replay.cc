@@ -12,6 +12,16 @@
 
 namespace fidelis::server {
 
+void ReplayStats::Add(const ReplayStats& later) {
+  events_processed += later.events_processed;
+  events_dispatched += later.events_dispatched;
+  events_skipped += later.events_skipped;
+  if (later.last_position > 0) last_position = later.last_position;
+  for (const ReplayError& e : later.errors) {
+    if (errors.size() < kMaxRecordedErrors) errors.push_back(e);
+  }
+}
+
 namespace {
 
 // Folds one event of a consumed category, whose payload decoded (or failed to), into `rows`
@@ -260,13 +270,7 @@ absl::Status PipelinedReplay(const storage::EventStore& store, const EventRegist
       result = ApplyOne(item.event, decoded, projector, policy, rows, batch, label);
     }
     if (result.ok() && !chunk->scan_status.ok()) result = chunk->scan_status;
-    stats.events_processed += batch.events_processed;
-    stats.events_dispatched += batch.events_dispatched;
-    stats.events_skipped += batch.events_skipped;
-    if (batch.last_position > 0) stats.last_position = batch.last_position;
-    for (const ReplayError& e : batch.errors) {
-      if (stats.errors.size() < kMaxRecordedErrors) stats.errors.push_back(e);
-    }
+    stats.Add(batch);
     const bool last = chunk->last;
     queue.Recycle(std::move(chunk));
     if (!after_batch(batch) && result.ok()) result = absl::CancelledError("stopped on request");

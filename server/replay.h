@@ -34,6 +34,9 @@ struct ReplayStats {
   uint64_t events_skipped = 0;     // Unknown events and failed handlers that were skipped.
   uint64_t last_position = 0;      // Position of the last event read.
   std::vector<ReplayError> errors;
+
+  // Adds a later range's counts; keeps at most kMaxRecordedErrors errors.
+  void Add(const ReplayStats& later);
 };
 
 // Keeps at most this many errors in ReplayStats::errors; the counts keep counting.
