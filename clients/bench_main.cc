@@ -89,7 +89,6 @@ Measurement Drive(const std::string& name, int concurrency, double rate, double 
   std::mutex mu;
   std::condition_variable cv;
   int in_flight = 0;
-  std::atomic<bool> stop{false};
   const auto start = Clock::now();
   const auto end =
       start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
@@ -130,7 +129,6 @@ Measurement Drive(const std::string& name, int concurrency, double rate, double 
       launch(next);  // Latency counts from the intended send time (no coordinated omission).
     }
   }
-  stop = true;
   std::unique_lock<std::mutex> lock(mu);
   cv.wait(lock, [&] { return in_flight == 0; });
   m.seconds = std::min(seconds, std::chrono::duration<double>(Clock::now() - start).count());
