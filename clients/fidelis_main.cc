@@ -2,7 +2,7 @@
 //
 //   fidelis [--server host:port] [--json] account open|deposit|withdraw|close|transfer|get|list
 //   fidelis events read|tail
-//   fidelis projection list|rebuild|status|watch|cancel
+//   fidelis projection list|rebuild|status|watch|cancel|promote|abort|rollback|retire|diff
 //
 // Readable output by default; --json prints the server's response as JSON (one object per
 // line for streams). Exit status 0 on success, 1 when the server rejected the call, 2 on
@@ -104,6 +104,63 @@ std::string DescribeEvent(const v1::RecordedEvent& e) {
 }
 
 }  // namespace
+
+// One line per build of a projection: live, then shadow and previous when there are any.
+void PrintBuilds(const v1::ProjectionInfo& p) {
+  auto line = [&](const char* role, const v1::ProjectionBuild& b) {
+    std::string state = b.state();
+    if (!b.rebuild_id().empty() && state.find(b.rebuild_id()) == std::string::npos) {
+      state += " (" + b.rebuild_id() + ")";
+    }
+    std::printf("%-16s  %-8s  %-6s  %12llu  %12llu  %s\n", p.name().c_str(), role,
+                b.build().c_str(), static_cast<unsigned long long>(b.checkpoint()),
+                static_cast<unsigned long long>(b.lag()), state.c_str());
+  };
+  line("live", p.live());
+  if (p.has_shadow()) line("shadow", p.shadow());
+  if (p.has_previous()) {
+    v1::ProjectionBuild previous = p.previous();
+    previous.set_state(previous.state() + ", kept until " +
+                       TimeUtil::ToString(previous.retire_at()).substr(0, 19) + "Z");
+    line("previous", previous);
+  }
+  if (p.rebuild_needed()) {
+    std::printf("%-16s  %-8s  %-6s  rebuild needed: the newest version is v%u\n", "", "", "",
+                p.newest_version());
+  }
+}
+
+// The result of DiffProjection as a table, then the differing rows.
+void PrintDiff(const std::string& name, const v1::DiffProjectionResponse& r) {
+  std::printf("%s at global position %llu\n", name.c_str(),
+              static_cast<unsigned long long>(r.checkpoint()));
+  std::printf("  %-10s  %-8s  %10s\n", "", "BUILD", "ROWS");
+  std::printf("  %-10s  %-8s  %10llu\n", "a", r.a().build().c_str(),
+              static_cast<unsigned long long>(r.a().rows()));
+  std::printf("  %-10s  %-8s  %10llu\n", "b", r.b().build().c_str(),
+              static_cast<unsigned long long>(r.b().rows()));
+  std::printf("  differing rows: %llu (only in a: %llu, only in b: %llu)\n",
+              static_cast<unsigned long long>(r.differing_rows()),
+              static_cast<unsigned long long>(r.only_in_a()),
+              static_cast<unsigned long long>(r.only_in_b()));
+  for (const auto& d : r.differences()) {
+    std::printf("\n  %s\n", d.key().c_str());
+    std::printf("    a: %s\n", d.a().empty() ? "(missing)" : d.a().c_str());
+    std::printf("    b: %s\n", d.b().empty() ? "(missing)" : d.b().c_str());
+    std::string fields = d.fields();
+    for (size_t at = 0;
+         (at = fields.find('\n', at)) != std::string::npos && at + 1 < fields.size();) {
+      fields.replace(at, 1, "\n       ");
+      at += 8;
+    }
+    while (!fields.empty() && fields.back() == '\n') fields.pop_back();
+    std::printf("    fields: %s\n", fields.c_str());
+  }
+  if (static_cast<uint64_t>(r.differences_size()) < r.differing_rows()) {
+    std::printf("\n  ... %llu more (raise --max)\n",
+                static_cast<unsigned long long>(r.differing_rows() - r.differences_size()));
+  }
+}
 
 int Main(int argc, char** argv) {
   CLI::App app{"fidelis: command-line client for the Fidelis account service"};
@@ -209,6 +266,42 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   rebuild->add_option("--max-rate", max_rate, "Replay at most this many events per second");
   rebuild->add_flag("--strict", strict, "Treat skipped events as an error (exit status 1)");
+  bool blue_green = false, in_place = false, no_promote = false, no_yield = false;
+  uint32_t target_version = 0, nice = 0;
+  auto* bg_flag = rebuild->add_flag(
+      "--blue-green", blue_green,
+      "Build a shadow beside the live build, catch up, then promote it (default for a live "
+      "projection)");
+  rebuild
+      ->add_flag("--in-place", in_place,
+                 "Truncate and replay the live build (queries get UNAVAILABLE meanwhile)")
+      ->excludes(bg_flag);
+  rebuild->add_flag("--no-promote", no_promote,
+                    "Blue-green: stop when the shadow has caught up; promote or abort later");
+  rebuild->add_option("--target-version", target_version,
+                      "Blue-green: version to build (default: the newest the server has)");
+  rebuild->add_option("--nice", nice, "Niceness of the rebuild's threads, 1-19 (default: server)")
+      ->check(CLI::Range(0, 19));
+  rebuild->add_flag("--no-yield", no_yield,
+                    "Do not pause between batches while commands wait for the log writer");
+  CLI::App* promote = projection->add_subcommand(
+      "promote", "Make a caught-up shadow live (the live build is kept for a rollback)");
+  CLI::App* abort_cmd =
+      projection->add_subcommand("abort", "Stop a blue-green rebuild and drop its shadow");
+  CLI::App* rollback = projection->add_subcommand("rollback", "Make the previous build live again");
+  CLI::App* retire = projection->add_subcommand("retire", "Drop the previous build now");
+  for (CLI::App* sub : {promote, abort_cmd, rollback, retire}) {
+    sub->add_option("projection", projection_name, "Projection name")->required();
+  }
+  std::string diff_a = "live", diff_b = "shadow";
+  int max_differences = 0;
+  CLI::App* diff = projection->add_subcommand(
+      "diff", "Compare two builds of a projection at the same checkpoint");
+  diff->add_option("projection", projection_name, "Projection name")->required();
+  diff->add_option("a", diff_a, "live, shadow, previous, a version (2) or a build (v2.1)")
+      ->capture_default_str();
+  diff->add_option("b", diff_b, "Same choices as a")->capture_default_str();
+  diff->add_option("--max", max_differences, "Differing rows to show (default 20)");
   CLI::App* status_cmd = projection->add_subcommand("status", "Show rebuilds (or one rebuild)");
   status_cmd->add_option("id", rebuild_id, "Rebuild id");
   CLI::App* watch = projection->add_subcommand("watch", "Follow a running rebuild");
@@ -433,6 +526,13 @@ int Main(int argc, char** argv) {
       request.set_unknown_event_policy(unknown_policy == "fail" ? v1::FAIL : v1::SKIP);
       request.set_handler_error_policy(handler_policy == "fail" ? v1::FAIL : v1::SKIP);
       request.set_max_events_per_second(max_rate);
+      request.set_mode(blue_green ? v1::BLUE_GREEN
+                       : in_place ? v1::IN_PLACE
+                                  : v1::MODE_UNSPECIFIED);
+      request.set_no_promote(no_promote);
+      request.set_target_version(target_version);
+      request.set_nice(nice);
+      request.set_no_yield(no_yield);
       reader = admin.RebuildProjection(&stream_context, request);
     } else {
       v1::WatchRebuildRequest request;
@@ -496,14 +596,57 @@ int Main(int argc, char** argv) {
       std::cout << ToJson(response) << "\n";
       return 0;
     }
-    std::printf("%-16s  %7s  %12s  %12s  %s\n", "PROJECTION", "VERSION", "CHECKPOINT", "LAG",
-                "STATE");
+    std::printf("%-16s  %-8s  %-6s  %12s  %12s  %s\n", "PROJECTION", "ROLE", "BUILD", "CHECKPOINT",
+                "LAG", "STATE");
     for (const auto& p : response.projections()) {
-      std::printf("%-16s  %7u  %12llu  %12llu  %s\n", p.name().c_str(), p.version(),
-                  static_cast<unsigned long long>(p.checkpoint()),
-                  static_cast<unsigned long long>(p.lag()), p.state().c_str());
+      PrintBuilds(p);
     }
     return 0;
+  }
+  if (*promote || *abort_cmd || *rollback || *retire) {
+    v1::ProjectionInfo info;
+    grpc::Status status;
+    if (*promote) {
+      v1::PromoteProjectionRequest request;
+      request.set_projection(projection_name);
+      status = admin.PromoteProjection(&context, request, &info);
+    } else if (*abort_cmd) {
+      v1::AbortRebuildRequest request;
+      request.set_projection(projection_name);
+      status = admin.AbortRebuild(&context, request, &info);
+    } else if (*rollback) {
+      v1::RollbackProjectionRequest request;
+      request.set_projection(projection_name);
+      status = admin.RollbackProjection(&context, request, &info);
+    } else {
+      v1::RetireProjectionRequest request;
+      request.set_projection(projection_name);
+      status = admin.RetireProjection(&context, request, &info);
+    }
+    if (!status.ok()) return ReportStatus(status);
+    if (g.json) {
+      std::cout << ToJson(info) << "\n";
+    } else {
+      PrintBuilds(info);
+    }
+    return 0;
+  }
+  if (*diff) {
+    v1::DiffProjectionRequest request;
+    request.set_projection(projection_name);
+    request.set_a(diff_a);
+    request.set_b(diff_b);
+    request.set_max_differences(max_differences);
+    v1::DiffProjectionResponse response;
+    grpc::Status status = admin.DiffProjection(&context, request, &response);
+    if (!status.ok()) return ReportStatus(status);
+    if (g.json) {
+      std::cout << ToJson(response) << "\n";
+      return response.differing_rows() == 0 ? 0 : 1;
+    }
+    PrintDiff(projection_name, response);
+    // Like diff(1): 0 when the builds hold the same rows, 1 when they differ.
+    return response.differing_rows() == 0 ? 0 : 1;
   }
   return Usage("unknown command");
 }

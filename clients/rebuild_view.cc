@@ -91,6 +91,19 @@ void RebuildView::PrintResult(const v1::RebuildProgress& p) {
     std::fprintf(out_, "Rebuilt projection '%s': %s events processed, %s skipped.\n",
                  r.projection_name().c_str(), WithThousands(r.events_processed()).c_str(),
                  WithThousands(r.events_skipped()).c_str());
+    if (p.mode() == v1::BLUE_GREEN) {
+      std::fprintf(out_, "Build %s of '%s' is live; the previous build is kept for a rollback.\n",
+                   p.build().c_str(), r.projection_name().c_str());
+    }
+  } else if (p.phase() == v1::READY) {
+    std::fprintf(out_,
+                 "Shadow build %s of projection '%s' is ready: %s events processed, %s skipped. "
+                 "It follows new events; compare it with 'fidelis projection diff %s live "
+                 "shadow', then 'fidelis projection promote %s' or 'abort %s'.\n",
+                 p.build().c_str(), r.projection_name().c_str(),
+                 WithThousands(r.events_processed()).c_str(),
+                 WithThousands(r.events_skipped()).c_str(), r.projection_name().c_str(),
+                 r.projection_name().c_str(), r.projection_name().c_str());
   } else {
     std::fprintf(out_, "Rebuild of projection '%s' %s after %s events: %s\n",
                  r.projection_name().c_str(),

@@ -35,6 +35,52 @@ int64_t AmountOf(const EventView& event) {
   return static_cast<const Event&>(*event.payload).amount().minor_units();
 }
 
+// The totals of the event's calendar month (UTC), created in month order if missing.
+v1::MonthlyTotals* MonthOf(const EventView& event, v1::AccountReport* row) {
+  const std::string month =
+      absl::FormatTime("%Y-%m", absl::FromUnixMicros(event.timestamp_micros), absl::UTCTimeZone());
+  auto* months = row->mutable_months();
+  int at = months->size();
+  while (at > 0 && months->Get(at - 1).month() > month) --at;
+  if (at > 0 && months->Get(at - 1).month() == month) return months->Mutable(at - 1);
+  v1::MonthlyTotals* added = months->Add();
+  added->set_month(month);
+  for (int i = months->size() - 1; i > at; --i) months->SwapElements(i, i - 1);
+  return months->Mutable(at);
+}
+
+// The v2 fields of AccountReport: per-month totals and the largest deposit.
+void ApplyReportV2(const EventView& event, v1::AccountReport* row) {
+  if (event.type == kAccountOpened) {
+    const int64_t deposit =
+        static_cast<const v1::AccountOpened&>(*event.payload).opening_deposit().minor_units();
+    if (deposit <= 0) return;
+    v1::MonthlyTotals* month = MonthOf(event, row);
+    month->set_deposits(SaturatingAdd(month->deposits(), deposit));
+    month->set_deposit_count(month->deposit_count() + 1);
+    row->set_largest_deposit(std::max(row->largest_deposit(), deposit));
+  } else if (event.type == kDepositMade) {
+    const int64_t deposit = AmountOf<v1::DepositMade>(event);
+    v1::MonthlyTotals* month = MonthOf(event, row);
+    month->set_deposits(SaturatingAdd(month->deposits(), deposit));
+    month->set_deposit_count(month->deposit_count() + 1);
+    row->set_largest_deposit(std::max(row->largest_deposit(), deposit));
+  } else if (event.type == kWithdrawalMade) {
+    v1::MonthlyTotals* month = MonthOf(event, row);
+    month->set_withdrawals(
+        SaturatingAdd(month->withdrawals(), AmountOf<v1::WithdrawalMade>(event)));
+    month->set_withdrawal_count(month->withdrawal_count() + 1);
+  } else if (event.type == kTransferCredited) {
+    v1::MonthlyTotals* month = MonthOf(event, row);
+    month->set_transfers_in(
+        SaturatingAdd(month->transfers_in(), AmountOf<v1::TransferCredited>(event)));
+  } else if (event.type == kTransferDebited) {
+    v1::MonthlyTotals* month = MonthOf(event, row);
+    month->set_transfers_out(
+        SaturatingAdd(month->transfers_out(), AmountOf<v1::TransferDebited>(event)));
+  }
+}
+
 }  // namespace
 
 const std::vector<std::string>& AccountSummaryProjector::categories() const {
@@ -100,9 +146,11 @@ absl::Status AccountReportProjector::Apply(const EventView& event, RowStore& row
       row->set_total_deposits(e.opening_deposit().minor_units());
       row->set_deposit_count(1);
     }
+    if (version_ >= 2) ApplyReportV2(event, row);
     return absl::OkStatus();
   }
   if (!found) return MissingRow(event);
+  if (version_ >= 2) ApplyReportV2(event, row);
   if (event.type == kDepositMade) {
     row->set_total_deposits(SaturatingAdd(row->total_deposits(), AmountOf<v1::DepositMade>(event)));
     row->set_deposit_count(row->deposit_count() + 1);
@@ -166,10 +214,25 @@ absl::Status LedgerTotalsProjector::Apply(const EventView& event, RowStore& rows
   return absl::OkStatus();
 }
 
+const google::protobuf::Message* AccountSummaryProjector::RowType(std::string_view) const {
+  return &v1::AccountSummary::default_instance();
+}
+
+const google::protobuf::Message* AccountReportProjector::RowType(std::string_view) const {
+  return &v1::AccountReport::default_instance();
+}
+
+const google::protobuf::Message* LedgerTotalsProjector::RowType(std::string_view key) const {
+  if (key.substr(0, 9) == "currency/") return &v1::CurrencyTotal::default_instance();
+  if (key.substr(0, 4) == "day/") return &v1::DailyTransfers::default_instance();
+  return nullptr;
+}
+
 std::vector<std::unique_ptr<Projector>> MakeAccountProjectors() {
   std::vector<std::unique_ptr<Projector>> projectors;
   projectors.push_back(std::make_unique<AccountSummaryProjector>());
-  projectors.push_back(std::make_unique<AccountReportProjector>());
+  projectors.push_back(std::make_unique<AccountReportProjector>(1));
+  projectors.push_back(std::make_unique<AccountReportProjector>(2));
   projectors.push_back(std::make_unique<LedgerTotalsProjector>());
   return projectors;
 }

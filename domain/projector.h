@@ -67,6 +67,9 @@ class Projector {
   // True when rows depend on the order of events across streams (running totals across
   // accounts, for example), so a replay must not be partitioned by stream.
   virtual bool requires_global_order() const { return false; }
+  // The message type stored under row `key`, for tools that show rows (DiffProjection); null
+  // when unknown, and the row is then shown as bytes.
+  virtual const google::protobuf::Message* RowType(std::string_view key) const { return nullptr; }
 
   // Folds one event into `rows`. Events of a consumed category that the projector has no
   // handler for are ignored (OK). A non-OK status is a handler error: the engine records it

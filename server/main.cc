@@ -1,10 +1,14 @@
 // fidelisd: parses flags, starts the server, and shuts it down gracefully on SIGTERM/SIGINT.
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
 #include "server/auth.h"
 #include "server/server.h"
 #include "spdlog/spdlog.h"
@@ -32,6 +36,17 @@ ABSL_FLAG(std::string, tls_cert_file, "", "PEM certificate chain; enables TLS.")
 ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of the certificate.");
 ABSL_FLAG(std::string, tls_client_ca_file, "",
           "PEM CA bundle; clients must present a certificate it signed (mTLS).");
+ABSL_FLAG(absl::Duration, rollback_window, absl::Hours(1),
+          "How long a blue-green promote keeps the previous build for RollbackProjection.");
+ABSL_FLAG(std::vector<std::string>, initial_projection_versions, {},
+          "name=version pairs: the version a projection starts with when the database has "
+          "none of it yet (default: the newest in the binary), e.g. AccountReport=1.");
+ABSL_FLAG(int, rebuild_nice, 10,
+          "Niceness (0-19) of rebuild threads, so live traffic goes first; 0 disables.");
+ABSL_FLAG(uint64_t, rebuild_max_rate, 0,
+          "Default cap of a rebuild's replay, in events per second; 0 means none.");
+ABSL_FLAG(bool, rebuild_yield, true,
+          "Rebuilds pause between batches (up to 5 ms) while commands wait for the log writer.");
 ABSL_FLAG(bool, insecure, false,
           "Allow a non-loopback --listen address without TLS and an admin token.");
 
@@ -71,6 +86,32 @@ int main(int argc, char** argv) {
   options.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
   options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
   options.insecure = absl::GetFlag(FLAGS_insecure);
+  options.rollback_window = absl::GetFlag(FLAGS_rollback_window);
+  for (const std::string& pair : absl::GetFlag(FLAGS_initial_projection_versions)) {
+    const size_t eq = pair.find('=');
+    uint32_t version = 0;
+    if (eq == std::string::npos || !absl::SimpleAtoi(pair.substr(eq + 1), &version) ||
+        version == 0) {
+      spdlog::error(
+          "fidelisd failed to start: --initial_projection_versions wants name=version, "
+          "got '{}'",
+          pair);
+      return 1;
+    }
+    options.initial_projection_versions[pair.substr(0, eq)] = version;
+  }
+  const int nice = absl::GetFlag(FLAGS_rebuild_nice);
+  if (nice < 0 || nice > 19) {
+    spdlog::error("fidelisd failed to start: --rebuild_nice must be between 0 and 19");
+    return 1;
+  }
+  options.rebuild_tuning.nice = nice;
+  options.rebuild_tuning.max_events_per_second = absl::GetFlag(FLAGS_rebuild_max_rate);
+  options.rebuild_tuning.yield = absl::GetFlag(FLAGS_rebuild_yield);
+  // Fault injection for the crash tests: blue-green jobs stop at this phase until killed.
+  if (const char* pause = std::getenv("FIDELIS_TEST_PAUSE_REBUILD_AT")) {
+    options.rebuild_tuning.pause_at = pause;
+  }
   auto server = fidelis::server::FidelisServer::Start(options);
   if (!server.ok()) {
     spdlog::error("fidelisd failed to start: {}", server.status().ToString());

@@ -1,5 +1,9 @@
 #include "server/rebuild.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <cmath>
 
 #include "absl/time/clock.h"
@@ -21,11 +25,19 @@ constexpr size_t kKeptFinishedJobs = 100;
 constexpr double kRateTauSeconds = 2.0;
 
 bool Terminal(v1::RebuildPhase phase) {
-  return phase == v1::DONE || phase == v1::FAILED || phase == v1::CANCELLED;
+  return phase == v1::DONE || phase == v1::FAILED || phase == v1::CANCELLED || phase == v1::READY;
 }
 
 google::protobuf::Duration ToProto(absl::Duration d) {
   return TimeUtil::MicrosecondsToDuration(absl::ToInt64Microseconds(d));
+}
+
+// Lowers the calling thread's priority (Linux: nice is per thread).
+void LowerThreadPriority(int nice) {
+  if (nice <= 0) return;
+  if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice) != 0) {
+    spdlog::warn("could not lower a rebuild thread's priority to nice {}", nice);
+  }
 }
 
 ReplayPolicy PolicyOf(const v1::RebuildProjectionRequest& request) {
@@ -48,19 +60,44 @@ absl::Status ValidateRebuildRequest(const v1::RebuildProjectionRequest& request)
   if (!v1::EventPolicy_IsValid(request.handler_error_policy())) {
     return InvalidField("handler_error_policy", "must be SKIP or FAIL");
   }
+  if (!v1::RebuildMode_IsValid(request.mode())) {
+    return InvalidField("mode", "must be IN_PLACE or BLUE_GREEN");
+  }
+  if (request.nice() > 19) {
+    return InvalidField("nice", StrCat("must be between 0 and 19, got ", request.nice()));
+  }
+  if (request.no_promote() && request.mode() == v1::IN_PLACE) {
+    return InvalidField("no_promote", "applies to BLUE_GREEN rebuilds only");
+  }
   return absl::OkStatus();
 }
 
-RebuildJob::RebuildJob(std::string id, ProjectionRunner* runner, const storage::EventStore* events,
-                       const EventRegistry* registry, v1::RebuildProjectionRequest request)
+RebuildJob::RebuildJob(std::string id, ProjectionEngine* engine,
+                       std::shared_ptr<ProjectionRunner> target, v1::RebuildMode mode, bool resumed,
+                       const storage::EventStore* events, const EventRegistry* registry,
+                       v1::RebuildProjectionRequest request, const RebuildTuning& tuning)
     : id_(std::move(id)),
-      runner_(runner),
+      engine_(engine),
+      target_(std::move(target)),
+      mode_(mode),
+      resumed_(resumed),
       events_(events),
       registry_(registry),
       request_(std::move(request)),
-      projection_(runner->projector().name()),
+      projection_(target_->projector().name()),
+      build_(target_->build().ToString()),
+      categories_(target_->projector().categories().size()),
       batch_size_(request_.batch_size() == 0 ? kDefaultRebuildBatchSize : request_.batch_size()),
       policy_(PolicyOf(request_)),
+      tuning_([&] {
+        RebuildTuning t = tuning;
+        if (request_.nice() > 0) t.nice = static_cast<int>(request_.nice());
+        if (request_.max_events_per_second() > 0) {
+          t.max_events_per_second = request_.max_events_per_second();
+        }
+        if (request_.no_yield()) t.yield = false;
+        return t;
+      }()),
       started_(absl::Now()) {
   absl::MutexLock lock(&mu_);
   rate_updated_ = started_;
@@ -72,6 +109,8 @@ v1::RebuildProgress RebuildJob::ProgressLocked() const {
   v1::RebuildProgress p;
   p.set_rebuild_id(id_);
   p.set_projection(projection_);
+  p.set_build(build_);
+  p.set_mode(mode_);
   p.set_phase(phase_);
   p.set_events_processed(stats_.events_processed);
   p.set_events_total(std::max(events_total_, stats_.events_processed));
@@ -85,7 +124,7 @@ v1::RebuildProgress RebuildJob::ProgressLocked() const {
     v1::RebuildResult* r = p.mutable_result();
     r->set_projection_name(projection_);
     r->set_projectors_processed(1);
-    r->set_categories_processed(runner_->projector().categories().size());
+    r->set_categories_processed(categories_);
     r->set_events_dispatched(stats_.events_dispatched);
     r->set_events_skipped(stats_.events_skipped);
     r->set_events_processed(stats_.events_processed);
@@ -95,7 +134,7 @@ v1::RebuildProgress RebuildJob::ProgressLocked() const {
       error->set_event_type(e.event_type);
       error->set_message(e.message);
     }
-    r->set_success(phase_ == v1::DONE && stats_.errors.empty());
+    r->set_success((phase_ == v1::DONE || phase_ == v1::READY) && stats_.errors.empty());
     *r->mutable_duration() = ToProto(elapsed_);
     r->set_failure(failure_);
   }
@@ -131,14 +170,16 @@ void RebuildJob::Finish(v1::RebuildPhase phase, std::string failure) {
 
 std::string RebuildJob::UnavailableReason() const {
   absl::MutexLock lock(&mu_);
-  return StrCat("projection ", projection_, " is being rebuilt by rebuild ", id_, " (",
+  return StrCat("projection ", projection_, " ", build_, " is being rebuilt by rebuild ", id_, " (",
                 v1::RebuildPhase_Name(phase_), ", ", stats_.events_processed, " of ",
                 std::max(events_total_, stats_.events_processed), " events); retry later");
 }
 
-void RebuildJob::Cancel() {
+void RebuildJob::Cancel(bool for_shutdown) {
   absl::MutexLock lock(&mu_);
+  if (!cancel_requested_) for_shutdown_ = for_shutdown;
   cancel_requested_ = true;
+  cv_.SignalAll();
 }
 
 bool RebuildJob::finished() const {
@@ -158,6 +199,7 @@ v1::RebuildInfo RebuildJob::Info() const {
   *info.mutable_started_at() = TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(started_));
   *info.mutable_progress() = Progress();
   *info.mutable_request() = request_;
+  info.set_resumed(resumed_);
   return info;
 }
 
@@ -194,16 +236,25 @@ void RebuildJob::Absorb(const ReplayStats& batch, absl::Duration took) {
 
 absl::Status RebuildJob::CommitAndPace(storage::ProjectionBatch& rows, uint64_t checkpoint) {
   RETURN_IF_ERROR(rows.Commit(checkpoint));
-  runner_->PublishCheckpoint(checkpoint);
-  const uint64_t max_rate = request_.max_events_per_second();
-  if (max_rate > 0) {
-    uint64_t processed;
-    {
-      absl::MutexLock lock(&mu_);
-      processed = stats_.events_processed;
-    }
-    absl::SleepFor(started_ + absl::Seconds(static_cast<double>(processed) / max_rate) -
+  target_->PublishCheckpoint(checkpoint);
+  uint64_t processed;
+  absl::Time started;
+  {
+    absl::MutexLock lock(&mu_);
+    processed = stats_.events_processed;
+    started = started_;
+  }
+  if (tuning_.max_events_per_second > 0) {
+    absl::SleepFor(started +
+                   absl::Seconds(static_cast<double>(processed) / tuning_.max_events_per_second) -
                    absl::Now());
+  }
+  if (tuning_.yield) {
+    // Commands waiting for the log writer go first.
+    const absl::Time until = absl::Now() + tuning_.yield_max;
+    while (events_->PendingAppends() > 0 && absl::Now() < until) {
+      absl::SleepFor(absl::Microseconds(200));
+    }
   }
   return absl::OkStatus();
 }
@@ -213,33 +264,103 @@ bool RebuildJob::cancel_requested() const {
   return cancel_requested_;
 }
 
+void RebuildJob::MaybePause(v1::RebuildPhase phase) {
+  if (tuning_.pause_at != v1::RebuildPhase_Name(phase)) return;
+  spdlog::warn("rebuild {} of {} paused at {} (test hook)", id_, projection_, tuning_.pause_at);
+  absl::MutexLock lock(&mu_);
+  while (!cancel_requested_) cv_.Wait(&mu_);
+}
+
+absl::Status RebuildJob::ReplayInto(storage::ProjectionBatch& batch, uint64_t& checkpoint,
+                                    uint64_t gap,
+                                    const std::function<absl::Status()>& durable_point) {
+  uint64_t target;
+  {
+    absl::MutexLock lock(&mu_);
+    target = events_total_ = std::max(events_->HeadPosition(), stats_.events_processed);
+  }
+  SetPhase(v1::REPLAYING);
+  MaybePause(v1::REPLAYING);
+  // The bulk of the log, up to the head at the start: scanned and decoded on a second thread
+  // while this one applies.
+  absl::Status commit_error;
+  absl::Time batch_begun = absl::Now();
+  absl::Time last_durable = absl::Now();
+  ReplayStats total;
+  const int nice = tuning_.nice;
+  absl::Status replayed = PipelinedReplay(
+      *events_, *registry_, target_->projector(), checkpoint, target, batch_size_, policy_, batch,
+      total, id_,
+      [&](const ReplayStats& b) {
+        Absorb(b, absl::Now() - batch_begun);
+        if (b.last_position > checkpoint) {
+          checkpoint = b.last_position;
+          commit_error = CommitAndPace(batch, checkpoint);
+          if (commit_error.ok() && durable_point &&
+              absl::Now() - last_durable >= tuning_.durable_interval) {
+            commit_error = durable_point();
+            last_durable = absl::Now();
+          }
+          if (!commit_error.ok()) return false;
+        }
+        batch_begun = absl::Now();
+        return !cancel_requested();
+      },
+      [nice] { LowerThreadPriority(nice); });
+  RETURN_IF_ERROR(commit_error);
+  if (cancel_requested()) return absl::CancelledError("cancelled on request");
+  RETURN_IF_ERROR(replayed);
+
+  // What arrived meanwhile, batch by batch, until within `gap` of the head.
+  SetPhase(v1::CATCHING_UP);
+  MaybePause(v1::CATCHING_UP);
+  EventDecoder decoder(registry_);
+  while (checkpoint + gap < events_->HeadPosition()) {
+    if (cancel_requested()) return absl::CancelledError("cancelled on request");
+    ReplayStats b;
+    const absl::Time begun = absl::Now();
+    absl::Status status = ReplayRange(*events_, decoder, target_->projector(), checkpoint,
+                                      batch_size_, policy_, batch, b, id_);
+    Absorb(b, absl::Now() - begun);
+    RETURN_IF_ERROR(status);
+    if (b.last_position > checkpoint) {
+      checkpoint = b.last_position;
+      RETURN_IF_ERROR(CommitAndPace(batch, checkpoint));
+    }
+  }
+  if (cancel_requested()) return absl::CancelledError("cancelled on request");
+  return absl::OkStatus();
+}
+
 void RebuildJob::Run() {
-  spdlog::info("rebuild {} of {} starting (batch size {})", id_, projection_, batch_size_);
-  absl::MutexLock writer(&runner_->writer_mutex());
-  runner_->SetUnavailable(id_, [this] { return UnavailableReason(); });
+  LowerThreadPriority(tuning_.nice);
+  if (mode_ == v1::BLUE_GREEN) {
+    RunBlueGreen();
+  } else {
+    RunInPlace();
+  }
+}
+
+void RebuildJob::RunInPlace() {
+  spdlog::info("rebuild {} of {} in place (batch size {})", id_, projection_, batch_size_);
+  absl::MutexLock writer(&target_->writer_mutex());
+  target_->SetUnavailable(id_, [this] { return UnavailableReason(); });
   // The store is about to be rewritten under the live thread's cache.
-  runner_->ResetCache();
+  target_->ResetCache();
   auto fail = [this](v1::RebuildPhase phase, std::string why) {
     std::string reason = StrCat("projection ", projection_, " needs a rebuild: rebuild ", id_,
                                 phase == v1::CANCELLED ? " was cancelled" : " failed",
-                                "; run "
-                                "RebuildProjection again");
-    runner_->SetUnavailable("", [reason] { return reason; });
+                                "; run RebuildProjection again");
+    target_->SetUnavailable("", [reason] { return reason; });
     Finish(phase, std::move(why));
   };
 
   SetPhase(v1::TRUNCATING);
-  absl::Status truncated = runner_->store()->Truncate(storage::kStateNeedsRebuild);
+  absl::Status truncated = target_->store()->Truncate(storage::kStateNeedsRebuild);
   if (!truncated.ok()) return fail(v1::FAILED, truncated.ToString());
   uint64_t checkpoint = 0;
-  runner_->PublishCheckpoint(0);
+  target_->PublishCheckpoint(0);
 
-  uint64_t target;
-  {
-    absl::MutexLock lock(&mu_);
-    target = events_total_ = events_->HeadPosition();
-  }
-  SetPhase(v1::REPLAYING);
   // The projection is marked needs_rebuild until the end, so rows are written without the WAL
   // and flushed once before it goes live; the cache spares reads of rows written earlier.
   storage::ProjectionBatchOptions batch_options;
@@ -247,93 +368,112 @@ void RebuildJob::Run() {
   batch_options.disable_wal = true;
   batch_options.defer_writes = true;
   batch_options.max_cached_rows = 1 << 18;
-  storage::ProjectionBatch batch(runner_->store(), batch_options);
-
-  // The bulk of the log, up to the head at the start: scanned and decoded on a second thread
-  // while this one applies.
-  absl::Status commit_error;
-  absl::Time batch_begun = absl::Now();
-  ReplayStats total;
-  absl::Status replayed =
-      PipelinedReplay(*events_, *registry_, runner_->projector(), 0, target, batch_size_, policy_,
-                      batch, total, id_, [&](const ReplayStats& b) {
-                        Absorb(b, absl::Now() - batch_begun);
-                        if (b.last_position > checkpoint) {
-                          checkpoint = b.last_position;
-                          commit_error = CommitAndPace(batch, checkpoint);
-                          if (!commit_error.ok()) return false;
-                        }
-                        batch_begun = absl::Now();
-                        return !cancel_requested();
-                      });
-  if (!commit_error.ok()) return fail(v1::FAILED, commit_error.ToString());
-  if (cancel_requested()) return fail(v1::CANCELLED, "cancelled on request");
-  if (!replayed.ok()) return fail(v1::FAILED, std::string(replayed.message()));
-
-  // What arrived meanwhile, batch by batch, until the head is reached.
-  SetPhase(v1::CATCHING_UP);
-  EventDecoder decoder(registry_);
-  while (checkpoint < events_->HeadPosition()) {
-    if (cancel_requested()) return fail(v1::CANCELLED, "cancelled on request");
-    ReplayStats b;
-    const absl::Time begun = absl::Now();
-    absl::Status status = ReplayRange(*events_, decoder, runner_->projector(), checkpoint,
-                                      batch_size_, policy_, batch, b, id_);
-    Absorb(b, absl::Now() - begun);
-    if (!status.ok()) return fail(v1::FAILED, std::string(status.message()));
-    if (b.last_position > checkpoint) {
-      checkpoint = b.last_position;
-      absl::Status committed = CommitAndPace(batch, checkpoint);
-      if (!committed.ok()) return fail(v1::FAILED, committed.ToString());
-    }
+  storage::ProjectionBatch batch(target_->store(), batch_options);
+  absl::Status replayed = ReplayInto(batch, checkpoint, /*gap=*/0, nullptr);
+  if (absl::IsCancelled(replayed)) return fail(v1::CANCELLED, "cancelled on request");
+  if (!replayed.ok()) {
+    return fail(v1::FAILED, absl::IsFailedPrecondition(replayed) ? std::string(replayed.message())
+                                                                 : replayed.ToString());
   }
   // Every event up to the head is applied and the writer lock keeps the live thread out, so
   // the projection can go live with nothing missed.
   absl::Status live = batch.WriteAll(checkpoint);
-  if (live.ok()) live = runner_->store()->Flush();
-  if (live.ok()) live = runner_->store()->SetState(storage::kStateLive);
+  if (live.ok()) live = target_->store()->Flush();
+  if (live.ok()) live = target_->store()->SetState(storage::kStateLive);
   if (!live.ok()) return fail(v1::FAILED, live.ToString());
-  runner_->SetAvailable();
+  target_->SetAvailable();
   Finish(v1::DONE, "");
 }
 
+void RebuildJob::RunBlueGreen() {
+  spdlog::info("rebuild {} of {}: blue-green into {}{} (batch size {})", id_, projection_, build_,
+               resumed_ ? ", resumed" : "", batch_size_);
+  auto end = [this](v1::RebuildPhase phase, std::string why) {
+    bool for_shutdown;
+    {
+      absl::MutexLock lock(&mu_);
+      for_shutdown = for_shutdown_;
+    }
+    target_.reset();  // The engine waits for every holder before dropping the build.
+    if (phase == v1::CANCELLED && for_shutdown) {
+      why = "the server stopped; the rebuild resumes from its shadow at the next start";
+    } else if (phase != v1::DONE && phase != v1::READY) {
+      absl::Status dropped = engine_->DropShadow(projection_);
+      if (!dropped.ok()) spdlog::warn("rebuild {}: {}", id_, dropped.ToString());
+    }
+    Finish(phase, std::move(why));
+  };
+  // Replays into the shadow under its writer lock; returns what went wrong, if anything.
+  auto build = [this]() -> absl::Status {
+    absl::MutexLock writer(&target_->writer_mutex());
+    target_->SetUnavailable(id_, [this] { return UnavailableReason(); });
+    ASSIGN_OR_RETURN(std::string state, target_->store()->State());
+    if (state != storage::kStateLive) {
+      // Replay from the shadow's own checkpoint: 0 for a new one, further for a resumed one.
+      uint64_t checkpoint = target_->checkpoint();
+      {
+        absl::MutexLock lock(&mu_);
+        stats_.events_processed = checkpoint;
+        stats_.last_position = checkpoint;
+      }
+      storage::ProjectionBatchOptions batch_options;
+      batch_options.starts_empty = checkpoint == 0;
+      batch_options.disable_wal = true;
+      batch_options.defer_writes = true;
+      batch_options.max_cached_rows = 1 << 18;
+      storage::ProjectionBatch batch(target_->store(), batch_options);
+      // Rows go to the shadow without the WAL; every few seconds they are written and flushed
+      // with their checkpoint, the point a resumed job starts from.
+      auto durable_point = [&]() -> absl::Status {
+        RETURN_IF_ERROR(batch.WriteAll(checkpoint));
+        return target_->store()->Flush();
+      };
+      RETURN_IF_ERROR(ReplayInto(batch, checkpoint, batch_size_, durable_point));
+      RETURN_IF_ERROR(durable_point());
+      // The shadow follows new events on its own from here, with the WAL.
+      RETURN_IF_ERROR(target_->store()->SetState(storage::kStateLive));
+      target_->ResetCache();
+    }
+    target_->SetAvailable();
+    return absl::OkStatus();
+  };
+  if (absl::Status built = build(); !built.ok()) {
+    target_->SetUnavailable("", [] { return std::string("a shadow whose rebuild stopped"); });
+    if (absl::IsCancelled(built)) return end(v1::CANCELLED, "cancelled on request");
+    return end(v1::FAILED,
+               absl::IsFailedPrecondition(built) ? std::string(built.message()) : built.ToString());
+  }
+  if (request_.no_promote()) {
+    spdlog::info(
+        "rebuild {}: shadow {} of {} is ready; it follows new events until promoted or "
+        "aborted",
+        id_, build_, projection_);
+    return end(v1::READY, "");
+  }
+  SetPhase(v1::PROMOTING);
+  MaybePause(v1::PROMOTING);
+  if (cancel_requested()) return end(v1::CANCELLED, "cancelled on request");
+  absl::Status promoted = engine_->Promote(projection_);
+  if (!promoted.ok()) return end(v1::FAILED, promoted.ToString());
+  end(v1::DONE, "");
+}
+
 RebuildManager::RebuildManager(ProjectionEngine* engine, const storage::EventStore* events,
-                               const EventRegistry* registry)
-    : engine_(engine), events_(events), registry_(registry) {}
+                               const EventRegistry* registry, RebuildTuning tuning)
+    : engine_(engine), events_(events), registry_(registry), tuning_(std::move(tuning)) {}
 
 RebuildManager::~RebuildManager() { Shutdown(); }
 
-absl::StatusOr<std::vector<std::shared_ptr<RebuildJob>>> RebuildManager::Start(
-    const v1::RebuildProjectionRequest& request) {
-  RETURN_IF_ERROR(ValidateRebuildRequest(request));
-  std::vector<ProjectionRunner*> runners;
-  if (request.projection().empty()) {
-    runners = engine_->runners();
-  } else {
-    ASSIGN_OR_RETURN(ProjectionRunner * runner, engine_->Find(request.projection()));
-    runners.push_back(runner);
+std::shared_ptr<RebuildJob> RebuildManager::RunningFor(std::string_view projection) const {
+  for (const auto& job : jobs_) {
+    if (job->projection() == projection && !job->finished()) return job;
   }
-  absl::MutexLock lock(&mu_);
-  if (shut_down_) return absl::UnavailableError("the server is shutting down");
-  for (ProjectionRunner* runner : runners) {
-    for (const auto& job : jobs_) {
-      if (job->projection() == runner->projector().name() && !job->finished()) {
-        return absl::FailedPreconditionError(StrCat("projection ", job->projection(),
-                                                    " is already being rebuilt by rebuild ",
-                                                    job->id(), "; watch or cancel it first"));
-      }
-    }
-  }
-  std::vector<std::shared_ptr<RebuildJob>> started;
-  for (ProjectionRunner* runner : runners) {
-    std::string id = StrCat("rb-", NewId().substr(0, 12));
-    v1::RebuildProjectionRequest own = request;
-    own.set_projection(std::string(runner->projector().name()));
-    auto job = std::make_shared<RebuildJob>(std::move(id), runner, events_, registry_, own);
-    jobs_.push_back(job);
-    threads_.emplace_back(job, std::thread([job] { job->Run(); }));
-    started.push_back(job);
-  }
+  return nullptr;
+}
+
+void RebuildManager::Launch(std::shared_ptr<RebuildJob> job) {
+  jobs_.push_back(job);
+  threads_.emplace_back(job, std::thread([job] { job->Run(); }));
   // Reap the threads of finished jobs, and forget the oldest finished jobs beyond the kept
   // number.
   for (auto it = threads_.begin(); it != threads_.end();) {
@@ -345,7 +485,7 @@ absl::StatusOr<std::vector<std::shared_ptr<RebuildJob>>> RebuildManager::Start(
     }
   }
   size_t finished = 0;
-  for (const auto& job : jobs_) finished += job->finished() ? 1 : 0;
+  for (const auto& kept : jobs_) finished += kept->finished() ? 1 : 0;
   for (auto it = jobs_.begin(); it != jobs_.end() && finished > kKeptFinishedJobs;) {
     if ((*it)->finished()) {
       it = jobs_.erase(it);
@@ -354,7 +494,117 @@ absl::StatusOr<std::vector<std::shared_ptr<RebuildJob>>> RebuildManager::Start(
       ++it;
     }
   }
+}
+
+absl::StatusOr<std::vector<std::shared_ptr<RebuildJob>>> RebuildManager::Start(
+    const v1::RebuildProjectionRequest& request) {
+  RETURN_IF_ERROR(ValidateRebuildRequest(request));
+  std::vector<ProjectionView> views;
+  if (request.projection().empty()) {
+    views = engine_->Views();
+  } else {
+    ASSIGN_OR_RETURN(ProjectionView view, engine_->View(request.projection()));
+    views.push_back(std::move(view));
+  }
+  absl::MutexLock lock(&mu_);
+  if (shut_down_) return absl::UnavailableError("the server is shutting down");
+  std::vector<v1::RebuildMode> modes;
+  for (const ProjectionView& view : views) {
+    if (auto job = RunningFor(view.name)) {
+      return absl::FailedPreconditionError(StrCat("projection ", view.name,
+                                                  " is already being rebuilt by rebuild ",
+                                                  job->id(), "; watch or cancel it first"));
+    }
+    v1::RebuildMode mode = request.mode();
+    if (mode == v1::MODE_UNSPECIFIED) {
+      mode = view.live->Availability().ok() ? v1::BLUE_GREEN : v1::IN_PLACE;
+    }
+    if (mode == v1::IN_PLACE && request.target_version() != 0 &&
+        request.target_version() != view.live->build().version) {
+      return InvalidField(
+          "target_version",
+          StrCat("an in-place rebuild rebuilds the live version ", view.live->build().ToString(),
+                 " of ", view.name, "; use BLUE_GREEN to build v", request.target_version()));
+    }
+    if (mode == v1::IN_PLACE && request.no_promote()) {
+      return InvalidField("no_promote", StrCat(view.name,
+                                               " is rebuilt in place (it needs a "
+                                               "rebuild); no_promote applies to BLUE_GREEN"));
+    }
+    if (mode == v1::BLUE_GREEN && view.shadow) {
+      return absl::FailedPreconditionError(
+          StrCat("projection ", view.name, " already has a shadow build ",
+                 view.shadow->build().ToString(), "; promote or abort it first"));
+    }
+    modes.push_back(mode);
+  }
+  std::vector<std::shared_ptr<RebuildJob>> started;
+  for (size_t i = 0; i < views.size(); ++i) {
+    const ProjectionView& view = views[i];
+    std::string id = StrCat("rb-", NewId().substr(0, 12));
+    v1::RebuildProjectionRequest own = request;
+    own.set_projection(view.name);
+    own.set_mode(modes[i]);
+    std::shared_ptr<ProjectionRunner> target = view.live;
+    if (modes[i] == v1::BLUE_GREEN) {
+      const uint32_t version =
+          request.target_version() != 0 ? request.target_version() : view.newest_version;
+      own.set_target_version(version);
+      ASSIGN_OR_RETURN(target, engine_->CreateShadow(view.name, version, id, own));
+    }
+    auto job = std::make_shared<RebuildJob>(std::move(id), engine_, std::move(target), modes[i],
+                                            /*resumed=*/false, events_, registry_, own, tuning_);
+    Launch(job);
+    started.push_back(job);
+  }
   return started;
+}
+
+void RebuildManager::ResumeInterrupted() {
+  absl::MutexLock lock(&mu_);
+  for (ResumableShadow& resumable : engine_->TakeResumable()) {
+    spdlog::info("resuming rebuild {} of {} into {} from checkpoint {}", resumable.rebuild_id,
+                 resumable.projection, resumable.shadow->build().ToString(),
+                 resumable.shadow->checkpoint());
+    v1::RebuildProjectionRequest request = resumable.request;
+    request.set_projection(resumable.projection);
+    request.set_mode(v1::BLUE_GREEN);
+    Launch(std::make_shared<RebuildJob>(resumable.rebuild_id, engine_, std::move(resumable.shadow),
+                                        v1::BLUE_GREEN, /*resumed=*/true, events_, registry_,
+                                        request, tuning_));
+  }
+}
+
+absl::Status RebuildManager::Abort(std::string_view projection) {
+  ASSIGN_OR_RETURN(ProjectionView view, engine_->View(projection));
+  std::shared_ptr<RebuildJob> job;
+  {
+    absl::MutexLock lock(&mu_);
+    job = RunningFor(projection);
+  }
+  if (job && job->mode() == v1::IN_PLACE) {
+    return absl::FailedPreconditionError(
+        StrCat("rebuild ", job->id(), " of ", projection,
+               " runs in place and has no shadow to drop; stop it with CancelRebuild"));
+  }
+  if (job) {
+    // The job drops its shadow as it stops.
+    job->Cancel();
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    for (uint64_t seen = 0; !job->finished() && absl::Now() < deadline;) {
+      seen = job->WaitForUpdate(seen, deadline);
+    }
+    if (!job->finished()) {
+      return absl::UnavailableError(StrCat("rebuild ", job->id(), " did not stop in time"));
+    }
+    ASSIGN_OR_RETURN(view, engine_->View(projection));
+    if (!view.shadow) return absl::OkStatus();
+  }
+  if (!view.shadow) {
+    return absl::FailedPreconditionError(
+        StrCat("projection ", projection, " has no blue-green rebuild to abort"));
+  }
+  return engine_->DropShadow(projection);
 }
 
 absl::StatusOr<std::shared_ptr<RebuildJob>> RebuildManager::Get(std::string_view id) const {
@@ -375,7 +625,7 @@ void RebuildManager::Shutdown() {
   {
     absl::MutexLock lock(&mu_);
     shut_down_ = true;
-    for (const auto& job : jobs_) job->Cancel();
+    for (const auto& job : jobs_) job->Cancel(/*for_shutdown=*/true);
     threads.swap(threads_);
   }
   for (auto& [job, thread] : threads) thread.join();

@@ -249,9 +249,11 @@ absl::Status PipelinedReplay(const storage::EventStore& store, const EventRegist
                              const Projector& projector, uint64_t after_position,
                              uint64_t up_to_position, size_t batch_size, const ReplayPolicy& policy,
                              RowStore& rows, ReplayStats& stats, const std::string& label,
-                             const AfterBatch& after_batch) {
+                             const AfterBatch& after_batch,
+                             const std::function<void()>& reader_thread_init) {
   ChunkQueue queue(/*capacity=*/3);
   std::thread producer([&] {
+    if (reader_thread_init) reader_thread_init();
     ProduceChunks(store, registry, projector, after_position, up_to_position, batch_size, queue);
   });
   absl::Status result;

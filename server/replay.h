@@ -68,10 +68,12 @@ using AfterBatch = std::function<bool(const ReplayStats& batch)>;
 // thread that scans and decodes the next batches while the calling thread applies the
 // current one. For bulk replays (rebuilds). Same policies and statuses as ReplayRange, plus
 // CANCELLED when `after_batch` asked to stop. `stats` accumulates over the whole range.
+// `reader_thread_init`, when set, runs first on the reading thread (to lower its priority).
 absl::Status PipelinedReplay(const storage::EventStore& store, const EventRegistry& registry,
                              const Projector& projector, uint64_t after_position,
                              uint64_t up_to_position, size_t batch_size, const ReplayPolicy& policy,
                              RowStore& rows, ReplayStats& stats, const std::string& label,
-                             const AfterBatch& after_batch);
+                             const AfterBatch& after_batch,
+                             const std::function<void()>& reader_thread_init = nullptr);
 
 }  // namespace fidelis::server

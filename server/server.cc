@@ -99,6 +99,8 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
   for (const auto& projector : server->projectors_) live.push_back(projector.get());
   ProjectionEngineOptions engine_options;
   engine_options.batch_size = options.projection_batch_size;
+  engine_options.rollback_window = options.rollback_window;
+  engine_options.initial_versions = options.initial_projection_versions;
   server->engine_ = std::make_unique<ProjectionEngine>(
       server->database_.get(), server->store_.get(), &server->registry_, engine_options);
   RETURN_IF_ERROR(server->engine_->Start(live));
@@ -110,7 +112,8 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
   server->event_log_service_ = std::make_unique<EventLogService>(
       server->store_.get(), &server->registry_, &server->stopping_, auth);
   server->rebuilds_ = std::make_unique<RebuildManager>(server->engine_.get(), server->store_.get(),
-                                                       &server->registry_);
+                                                       &server->registry_, options.rebuild_tuning);
+  server->rebuilds_->ResumeInterrupted();
   server->admin_service_ =
       std::make_unique<ProjectionAdminService>(server->engine_.get(), server->store_.get(),
                                                server->rebuilds_.get(), &server->stopping_, auth);

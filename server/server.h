@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -33,6 +34,13 @@ struct ServerOptions {
   bool sync_writes = true;
   std::string default_currency = "EUR";
   size_t projection_batch_size = 1000;
+  // Blue-green: how long a promote keeps the previous build for a rollback.
+  absl::Duration rollback_window = absl::Hours(1);
+  // The version each projection starts with when the database has none of it yet (by
+  // default the newest in the binary).
+  std::map<std::string, uint32_t, std::less<>> initial_projection_versions;
+  // Rebuild priority, rate and yielding defaults (server/rebuild.h).
+  RebuildTuning rebuild_tuning;
   // Appends waiting for the event log's writer beyond which commands are refused at once
   // with RESOURCE_EXHAUSTED instead of piling up.
   size_t max_pending_appends = 4096;

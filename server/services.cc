@@ -99,15 +99,22 @@ absl::Status ValidatePageSize(int32_t page_size) {
   return absl::OkStatus();
 }
 
+// Tells the caller which build answered and how far it had applied the log.
+void TagAnswer(grpc::ServerContext* context, const ProjectionRunner& runner) {
+  context->AddTrailingMetadata("fidelis-projection-build", runner.build().ToString());
+  context->AddTrailingMetadata("fidelis-projection-checkpoint", StrCat(runner.checkpoint()));
+}
+
 template <typename Row>
 grpc::Status GetRow(const ProjectionEngine* engine, std::string_view projection,
-                    const grpc::ServerContext& context, const std::string& account_id,
+                    grpc::ServerContext* context, const std::string& account_id,
                     uint64_t min_position, uint32_t version, Row* response) {
   absl::Status valid = ValidateAccountId("account_id", account_id);
   if (!valid.ok()) return ToGrpcStatus(valid);
-  absl::StatusOr<ProjectionRunner*> runner =
-      engine->Readable(projection, version, min_position, CallDeadline(context, kMaxQueryWait));
+  absl::StatusOr<std::shared_ptr<ProjectionRunner>> runner =
+      engine->Readable(projection, version, min_position, CallDeadline(*context, kMaxQueryWait));
   if (!runner.ok()) return ToGrpcStatus(runner.status());
+  TagAnswer(context, **runner);
   absl::StatusOr<std::optional<std::string>> row = (*runner)->store()->Get(account_id);
   if (!row.ok()) return ToGrpcStatus(row.status());
   if (!row->has_value()) {
@@ -232,7 +239,7 @@ grpc::Status AccountQueriesService::GetAccountSummary(grpc::ServerContext* conte
   if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
     return ToGrpcStatus(denied);
   }
-  return GetRow(engine_, "AccountSummary", *context, request->account_id(),
+  return GetRow(engine_, "AccountSummary", context, request->account_id(),
                 request->min_global_position(), request->projection_version(), response);
 }
 
@@ -242,7 +249,7 @@ grpc::Status AccountQueriesService::GetAccountReport(grpc::ServerContext* contex
   if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
     return ToGrpcStatus(denied);
   }
-  return GetRow(engine_, "AccountReport", *context, request->account_id(),
+  return GetRow(engine_, "AccountReport", context, request->account_id(),
                 request->min_global_position(), request->projection_version(), response);
 }
 
@@ -252,10 +259,11 @@ grpc::Status AccountQueriesService::GetLedgerTotals(grpc::ServerContext* context
   if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
     return ToGrpcStatus(denied);
   }
-  absl::StatusOr<ProjectionRunner*> runner =
+  absl::StatusOr<std::shared_ptr<ProjectionRunner>> runner =
       engine_->Readable("LedgerTotals", request->projection_version(),
                         request->min_global_position(), CallDeadline(*context, kMaxQueryWait));
   if (!runner.ok()) return ToGrpcStatus(runner.status());
+  TagAnswer(context, **runner);
   absl::Status parse_error;
   absl::Status scanned =
       (*runner)->store()->Scan("", SIZE_MAX, [&](std::string_view key, std::string_view value) {
@@ -280,10 +288,11 @@ grpc::Status AccountQueriesService::ListAccountSummaries(
   if (!valid.ok()) return ToGrpcStatus(valid);
   absl::StatusOr<std::string> after = ParsePageToken(request->page_token());
   if (!after.ok()) return ToGrpcStatus(after.status());
-  absl::StatusOr<ProjectionRunner*> runner =
+  absl::StatusOr<std::shared_ptr<ProjectionRunner>> runner =
       engine_->Readable("AccountSummary", request->projection_version(),
                         request->min_global_position(), CallDeadline(*context, kMaxQueryWait));
   if (!runner.ok()) return ToGrpcStatus(runner.status());
+  TagAnswer(context, **runner);
   const size_t page_size = request->page_size() == 0 ? kDefaultPageSize : request->page_size();
   absl::Status parse_error;
   std::string last_key;
@@ -410,6 +419,54 @@ grpc::Status EventLogService::SubscribeAll(grpc::ServerContext* context,
   return grpc::Status(grpc::StatusCode::CANCELLED, "subscription cancelled");
 }
 
+namespace {
+
+v1::ProjectionBuild DescribeBuild(const ProjectionRunner& runner, uint64_t head) {
+  v1::ProjectionBuild build;
+  build.set_build(runner.build().ToString());
+  build.set_version(runner.build().version);
+  const uint64_t checkpoint = runner.checkpoint();
+  build.set_checkpoint(checkpoint);
+  build.set_lag(head > checkpoint ? head - checkpoint : 0);
+  absl::Status available = runner.Availability();
+  build.set_state(available.ok() ? "live" : std::string(available.message()));
+  build.set_rebuild_id(runner.rebuild_id());
+  return build;
+}
+
+v1::ProjectionInfo DescribeProjection(const ProjectionView& view, uint64_t head) {
+  v1::ProjectionInfo info;
+  info.set_name(view.name);
+  *info.mutable_live() = DescribeBuild(*view.live, head);
+  info.set_version(info.live().version());
+  info.set_checkpoint(info.live().checkpoint());
+  info.set_lag(info.live().lag());
+  info.set_head_position(head);
+  info.set_state(info.live().state());
+  info.set_rebuild_id(info.live().rebuild_id());
+  info.set_newest_version(view.newest_version);
+  info.set_rebuild_needed(view.live->build().version != view.newest_version ||
+                          !view.live->Availability().ok());
+  if (view.shadow) {
+    *info.mutable_shadow() = DescribeBuild(*view.shadow, head);
+    if (info.shadow().rebuild_id().empty()) {
+      info.mutable_shadow()->set_rebuild_id(view.shadow_rebuild_id);
+    }
+    if (info.shadow().state() == "live") {
+      info.mutable_shadow()->set_state("caught up; following new events until promoted");
+    }
+  }
+  if (view.previous) {
+    *info.mutable_previous() = DescribeBuild(*view.previous, head);
+    *info.mutable_previous()->mutable_retire_at() =
+        google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(
+            absl::ToUnixMicros(view.retire_at));
+  }
+  return info;
+}
+
+}  // namespace
+
 grpc::Status ProjectionAdminService::ListProjections(grpc::ServerContext* context,
                                                      const v1::ListProjectionsRequest*,
                                                      v1::ListProjectionsResponse* response) {
@@ -417,18 +474,86 @@ grpc::Status ProjectionAdminService::ListProjections(grpc::ServerContext* contex
     return ToGrpcStatus(denied);
   }
   const uint64_t head = store_->HeadPosition();
-  for (ProjectionRunner* runner : engine_->runners()) {
-    v1::ProjectionInfo* info = response->add_projections();
-    info->set_name(std::string(runner->projector().name()));
-    info->set_version(runner->projector().version());
-    const uint64_t checkpoint = runner->checkpoint();
-    info->set_checkpoint(checkpoint);
-    info->set_head_position(head);
-    info->set_lag(head > checkpoint ? head - checkpoint : 0);
-    absl::Status available = runner->Availability();
-    info->set_state(available.ok() ? "live" : std::string(available.message()));
-    info->set_rebuild_id(runner->rebuild_id());
+  for (const ProjectionView& view : engine_->Views()) {
+    *response->add_projections() = DescribeProjection(view, head);
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status ProjectionAdminService::Describe(std::string_view projection,
+                                              v1::ProjectionInfo* response) const {
+  absl::StatusOr<ProjectionView> view = engine_->View(projection);
+  if (!view.ok()) return ToGrpcStatus(view.status());
+  *response = DescribeProjection(*view, store_->HeadPosition());
+  return grpc::Status::OK;
+}
+
+grpc::Status ProjectionAdminService::PromoteProjection(grpc::ServerContext* context,
+                                                       const v1::PromoteProjectionRequest* request,
+                                                       v1::ProjectionInfo* response) {
+  if (absl::Status denied = auth_->Check(*context, Scope::kAdmin); !denied.ok()) {
+    return ToGrpcStatus(denied);
+  }
+  if (absl::Status done = engine_->Promote(request->projection()); !done.ok()) {
+    return ToGrpcStatus(done);
+  }
+  return Describe(request->projection(), response);
+}
+
+grpc::Status ProjectionAdminService::AbortRebuild(grpc::ServerContext* context,
+                                                  const v1::AbortRebuildRequest* request,
+                                                  v1::ProjectionInfo* response) {
+  if (absl::Status denied = auth_->Check(*context, Scope::kAdmin); !denied.ok()) {
+    return ToGrpcStatus(denied);
+  }
+  if (absl::Status done = rebuilds_->Abort(request->projection()); !done.ok()) {
+    return ToGrpcStatus(done);
+  }
+  return Describe(request->projection(), response);
+}
+
+grpc::Status ProjectionAdminService::RollbackProjection(
+    grpc::ServerContext* context, const v1::RollbackProjectionRequest* request,
+    v1::ProjectionInfo* response) {
+  if (absl::Status denied = auth_->Check(*context, Scope::kAdmin); !denied.ok()) {
+    return ToGrpcStatus(denied);
+  }
+  if (absl::Status done = engine_->Rollback(request->projection()); !done.ok()) {
+    return ToGrpcStatus(done);
+  }
+  return Describe(request->projection(), response);
+}
+
+grpc::Status ProjectionAdminService::RetireProjection(grpc::ServerContext* context,
+                                                      const v1::RetireProjectionRequest* request,
+                                                      v1::ProjectionInfo* response) {
+  if (absl::Status denied = auth_->Check(*context, Scope::kAdmin); !denied.ok()) {
+    return ToGrpcStatus(denied);
+  }
+  if (absl::Status done = engine_->RetirePrevious(request->projection()); !done.ok()) {
+    return ToGrpcStatus(done);
+  }
+  return Describe(request->projection(), response);
+}
+
+grpc::Status ProjectionAdminService::DiffProjection(grpc::ServerContext* context,
+                                                    const v1::DiffProjectionRequest* request,
+                                                    v1::DiffProjectionResponse* response) {
+  if (absl::Status denied = auth_->Check(*context, Scope::kAdmin); !denied.ok()) {
+    return ToGrpcStatus(denied);
+  }
+  if (request->max_differences() < 0 || request->max_differences() > 1000) {
+    return ToGrpcStatus(InvalidField(
+        "max_differences", StrCat("must be between 0 and 1000, got ", request->max_differences())));
+  }
+  for (auto [field, value] : {std::pair{"a", &request->a()}, std::pair{"b", &request->b()}}) {
+    if (value->empty()) return ToGrpcStatus(InvalidField(field, "is required"));
+  }
+  absl::StatusOr<v1::DiffProjectionResponse> diff =
+      engine_->Diff(request->projection(), request->a(), request->b(),
+                    request->max_differences() == 0 ? 20 : request->max_differences());
+  if (!diff.ok()) return ToGrpcStatus(diff.status());
+  *response = std::move(*diff);
   return grpc::Status::OK;
 }
 

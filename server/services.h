@@ -95,7 +95,7 @@ class EventLogService final : public v1::EventLog::Service {
 
 class ProjectionAdminService : public v1::ProjectionAdmin::Service {
  public:
-  ProjectionAdminService(const ProjectionEngine* engine, const storage::EventStore* store,
+  ProjectionAdminService(ProjectionEngine* engine, const storage::EventStore* store,
                          RebuildManager* rebuilds, const std::atomic<bool>* stopping,
                          const Authenticator* auth)
       : engine_(engine), store_(store), rebuilds_(rebuilds), stopping_(stopping), auth_(auth) {}
@@ -114,14 +114,30 @@ class ProjectionAdminService : public v1::ProjectionAdmin::Service {
                             v1::ListRebuildsResponse* response) override;
   grpc::Status CancelRebuild(grpc::ServerContext* context, const v1::CancelRebuildRequest* request,
                              v1::RebuildInfo* response) override;
+  grpc::Status PromoteProjection(grpc::ServerContext* context,
+                                 const v1::PromoteProjectionRequest* request,
+                                 v1::ProjectionInfo* response) override;
+  grpc::Status AbortRebuild(grpc::ServerContext* context, const v1::AbortRebuildRequest* request,
+                            v1::ProjectionInfo* response) override;
+  grpc::Status RollbackProjection(grpc::ServerContext* context,
+                                  const v1::RollbackProjectionRequest* request,
+                                  v1::ProjectionInfo* response) override;
+  grpc::Status RetireProjection(grpc::ServerContext* context,
+                                const v1::RetireProjectionRequest* request,
+                                v1::ProjectionInfo* response) override;
+  grpc::Status DiffProjection(grpc::ServerContext* context,
+                              const v1::DiffProjectionRequest* request,
+                              v1::DiffProjectionResponse* response) override;
 
  private:
+  // The projection's state after an admin operation.
+  grpc::Status Describe(std::string_view projection, v1::ProjectionInfo* response) const;
   // Streams a job's progress until it ends, the caller goes away, or the server stops: every
   // phase change, and otherwise at most ten and at least one message a second.
   grpc::Status StreamProgress(grpc::ServerContext* context, const RebuildJob& job,
                               grpc::ServerWriter<v1::RebuildProgress>* writer);
 
-  const ProjectionEngine* const engine_;
+  ProjectionEngine* const engine_;
   const storage::EventStore* const store_;
   RebuildManager* const rebuilds_;
   const std::atomic<bool>* const stopping_;

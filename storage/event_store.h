@@ -115,6 +115,10 @@ class EventStore {
 
   // Blocks until HeadPosition() > after_position or `deadline` passes; returns the head.
   virtual uint64_t WaitForHead(uint64_t after_position, absl::Time deadline) const = 0;
+
+  // Appends waiting to be written right now: non-zero while commands queue for the log.
+  // Background work (rebuilds) pauses while it is. Thread-safe; may be momentarily stale.
+  virtual size_t PendingAppends() const { return 0; }
 };
 
 }  // namespace fidelis::storage

@@ -43,9 +43,14 @@ std::string StreamUpperBound(std::string_view stream_id) {
   return key;
 }
 
-std::string ProjectionFamily(std::string_view name, uint32_t version) {
-  return StrCat("p/", name, "/v", version);
+std::string ProjectionFamily(std::string_view name, uint32_t version, uint32_t generation) {
+  if (generation == 0) return StrCat("p/", name, "/v", version);
+  return StrCat("p/", name, "/v", version, ".", generation);
 }
+
+std::string ProjectionFamilyPrefix(std::string_view name) { return StrCat("p/", name, "/v"); }
+
+std::string CatalogKey(std::string_view projection) { return StrCat("projection/", projection); }
 
 std::string RowKey(std::string_view row_key) {
   std::string key(1, kRowPrefix);

@@ -12,11 +12,15 @@
 //                value: a serialized fidelis.v1.CommandRecord
 //   "snapshots"  key:   stream id bytes
 //                value: a serialized aggregate snapshot (derived, disposable, written unsynced)
-//   "meta"       key:   UTF-8 names such as "projection/<name>/live"; values are per key
-//   "p/<name>/v<version>"   one per projection version:
+//   "meta"       key:   "projection/<name>"
+//                value: a serialized fidelis.v1.ProjectionCatalog (which builds exist, which
+//                       is live, shadow and previous)
+//   "p/<name>/v<version>" and "p/<name>/v<version>.<generation>"   one per projection build
+//                (a version of its projector; generation > 0 for later builds of the same
+//                version, made by blue-green rebuilds):
 //                key:   'r' | row key bytes         value: a serialized row message
 //                key:   'm' | "checkpoint"          value: 8 bytes big-endian global position
-//                key:   'm' | "state"               value: "live" | "needs_rebuild" | ...
+//                key:   'm' | "state"               value: "live" | "needs_rebuild" | "building"
 //
 // Global positions start at 1 and are gapless; stream versions start at 1.
 #pragma once
@@ -46,7 +50,10 @@ std::string StreamUpperBound(std::string_view stream_id);
 // The prefix shared by every key of `stream_id`.
 std::string StreamPrefix(std::string_view stream_id);
 
-std::string ProjectionFamily(std::string_view name, uint32_t version);
+std::string ProjectionFamily(std::string_view name, uint32_t version, uint32_t generation = 0);
+// The prefix shared by the families of every build of projection `name`.
+std::string ProjectionFamilyPrefix(std::string_view name);
+std::string CatalogKey(std::string_view projection);
 std::string RowKey(std::string_view row_key);
 std::string MetaKey(std::string_view name);
 

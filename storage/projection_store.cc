@@ -19,13 +19,73 @@ const std::string& StateKey() {
 
 }  // namespace
 
+std::string BuildId::ToString() const {
+  if (generation == 0) return StrCat("v", version);
+  return StrCat("v", version, ".", generation);
+}
+
+std::optional<BuildId> BuildId::Parse(std::string_view text) {
+  if (!text.empty() && text[0] == 'v') text.remove_prefix(1);
+  auto number = [](std::string_view digits) -> std::optional<uint32_t> {
+    if (digits.empty() || digits.size() > 9) return std::nullopt;
+    uint32_t value = 0;
+    for (char c : digits) {
+      if (c < '0' || c > '9') return std::nullopt;
+      value = value * 10 + (c - '0');
+    }
+    return value;
+  };
+  const size_t dot = text.find('.');
+  std::optional<uint32_t> version = number(text.substr(0, dot));
+  if (!version || *version == 0) return std::nullopt;
+  BuildId id{*version, 0};
+  if (dot != std::string_view::npos) {
+    std::optional<uint32_t> generation = number(text.substr(dot + 1));
+    if (!generation) return std::nullopt;
+    id.generation = *generation;
+  }
+  return id;
+}
+
+absl::StatusOr<v1::ProjectionCatalog> ReadCatalog(const Database& database, std::string_view name) {
+  std::string value;
+  rocksdb::Status s = database.db()->Get(rocksdb::ReadOptions(), database.Family(kMetaFamily),
+                                         CatalogKey(name), &value);
+  v1::ProjectionCatalog catalog;
+  if (s.IsNotFound()) return catalog;
+  RETURN_IF_ERROR(FromRocks(s, StrCat("reading the catalog of projection ", name)));
+  if (!catalog.ParseFromString(value)) {
+    return absl::DataLossError(StrCat("the catalog of projection ", name, " does not parse"));
+  }
+  return catalog;
+}
+
+void PutCatalog(const Database& database, std::string_view name,
+                const v1::ProjectionCatalog& catalog, rocksdb::WriteBatch* batch) {
+  batch->Put(database.Family(kMetaFamily), CatalogKey(name), catalog.SerializeAsString());
+}
+
+absl::Status WriteSynced(Database& database, rocksdb::WriteBatch* batch, std::string_view what) {
+  rocksdb::WriteOptions options;
+  options.sync = true;
+  return FromRocks(database.db()->Write(options, batch), what);
+}
+
 absl::StatusOr<std::unique_ptr<ProjectionStore>> ProjectionStore::Open(Database* database,
                                                                        std::string name,
-                                                                       uint32_t version) {
+                                                                       BuildId build) {
   ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * family,
-                   database->CreateFamily(ProjectionFamily(name, version)));
+                   database->CreateFamily(ProjectionFamily(name, build.version, build.generation)));
   return std::unique_ptr<ProjectionStore>(
-      new ProjectionStore(database, family, std::move(name), version));
+      new ProjectionStore(database, family, std::move(name), build));
+}
+
+absl::Status ProjectionStore::Drop(Database* database, std::string_view name, BuildId build) {
+  return database->DropFamily(ProjectionFamily(name, build.version, build.generation));
+}
+
+void ProjectionStore::PutState(std::string_view state, rocksdb::WriteBatch* batch) const {
+  batch->Put(family_, StateKey(), rocksdb::Slice(state.data(), state.size()));
 }
 
 absl::StatusOr<uint64_t> ProjectionStore::Checkpoint() const {
@@ -56,8 +116,10 @@ absl::StatusOr<std::optional<std::string>> ProjectionStore::Get(std::string_view
 
 absl::Status ProjectionStore::Scan(
     std::string_view after_key, size_t limit,
-    const std::function<bool(std::string_view, std::string_view)>& visit) const {
+    const std::function<bool(std::string_view, std::string_view)>& visit,
+    const rocksdb::Snapshot* snapshot) const {
   rocksdb::ReadOptions read_options;
+  read_options.snapshot = snapshot;
   const std::string upper(1, kRowPrefix + 1);
   rocksdb::Slice upper_slice(upper);
   read_options.iterate_upper_bound = &upper_slice;
@@ -69,6 +131,47 @@ absl::Status ProjectionStore::Scan(
     if (!visit(it->key().ToStringView().substr(1), it->value().ToStringView())) break;
   }
   return FromRocks(it->status(), StrCat("scanning projection ", name_));
+}
+
+absl::Status ProjectionStore::Compare(
+    const ProjectionStore& a, const ProjectionStore& b, const rocksdb::Snapshot* snapshot,
+    const std::function<void(std::string_view, std::optional<std::string_view>,
+                             std::optional<std::string_view>)>& visit,
+    uint64_t* a_rows, uint64_t* b_rows) {
+  const std::string upper(1, kRowPrefix + 1);
+  rocksdb::Slice upper_slice(upper);
+  rocksdb::ReadOptions read_options;
+  read_options.snapshot = snapshot;
+  read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> ia(a.database_->db()->NewIterator(read_options, a.family_));
+  std::unique_ptr<rocksdb::Iterator> ib(b.database_->db()->NewIterator(read_options, b.family_));
+  const std::string start(1, kRowPrefix);
+  ia->Seek(start);
+  ib->Seek(start);
+  *a_rows = *b_rows = 0;
+  while (ia->Valid() || ib->Valid()) {
+    const int order = !ia->Valid() ? 1 : !ib->Valid() ? -1 : ia->key().compare(ib->key());
+    if (order < 0) {
+      visit(ia->key().ToStringView().substr(1), ia->value().ToStringView(), std::nullopt);
+      ++*a_rows;
+      ia->Next();
+    } else if (order > 0) {
+      visit(ib->key().ToStringView().substr(1), std::nullopt, ib->value().ToStringView());
+      ++*b_rows;
+      ib->Next();
+    } else {
+      if (ia->value() != ib->value()) {
+        visit(ia->key().ToStringView().substr(1), ia->value().ToStringView(),
+              ib->value().ToStringView());
+      }
+      ++*a_rows;
+      ++*b_rows;
+      ia->Next();
+      ib->Next();
+    }
+  }
+  RETURN_IF_ERROR(FromRocks(ia->status(), StrCat("scanning projection ", a.name_)));
+  return FromRocks(ib->status(), StrCat("scanning projection ", b.name_));
 }
 
 absl::StatusOr<uint64_t> ProjectionStore::CountRows() const {

@@ -1,4 +1,4 @@
-// Projection storage: one RocksDB column family per projection version, holding the rows and
+// Projection storage: one RocksDB column family per projection build, holding the rows and
 // the checkpoint (the last applied global position), always written in the same batch so a
 // restart resumes exactly where the projection stopped.
 //
@@ -7,6 +7,8 @@
 //                     thread that writes it and every query thread that reads it.
 //   ProjectionBatch - a RowStore that buffers parsed rows in memory and writes them back with
 //                     the new checkpoint in one atomic RocksDB batch. Used by one thread.
+//   BuildId         - names one build: a projector version and a generation.
+//   Catalog         - which builds of a projection are live, shadow and previous (meta family).
 #pragma once
 
 #include <cstdint>
@@ -21,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "domain/projector.h"
+#include "fidelis/v1/events.pb.h"
 #include "storage/database.h"
 
 namespace fidelis::storage {
@@ -30,16 +33,48 @@ inline constexpr std::string_view kStateLive = "live";
 // Set when a rebuild truncates a projection and cleared when it completes: a projection in
 // this state must not be served as complete.
 inline constexpr std::string_view kStateNeedsRebuild = "needs_rebuild";
+// A blue-green shadow that its rebuild job is still replaying into; never served.
+inline constexpr std::string_view kStateBuilding = "building";
+
+// One build of a projection: its projector's version, and a generation that tells apart
+// several builds of the same version. Written "v2" (generation 0) or "v2.1".
+struct BuildId {
+  uint32_t version = 0;
+  uint32_t generation = 0;
+
+  std::string ToString() const;
+  // Parses "v2", "v2.1" or "2"; nullopt otherwise.
+  static std::optional<BuildId> Parse(std::string_view text);
+  bool operator==(const BuildId& other) const {
+    return version == other.version && generation == other.generation;
+  }
+};
+
+// The catalog of projection `name`; empty when none was ever written.
+absl::StatusOr<v1::ProjectionCatalog> ReadCatalog(const Database& database, std::string_view name);
+// Adds the write of `catalog` to `batch`.
+void PutCatalog(const Database& database, std::string_view name,
+                const v1::ProjectionCatalog& catalog, rocksdb::WriteBatch* batch);
+// Writes `batch` synced: the WAL reaches the disk before it returns.
+absl::Status WriteSynced(Database& database, rocksdb::WriteBatch* batch, std::string_view what);
 
 class ProjectionStore {
  public:
-  // Opens (creating if needed) the family of `name` version `version`. `database` must outlive
-  // the store.
+  // Opens (creating if needed) the family of build `build` of projection `name`. `database`
+  // must outlive the store.
   static absl::StatusOr<std::unique_ptr<ProjectionStore>> Open(Database* database, std::string name,
-                                                               uint32_t version);
+                                                               BuildId build);
+  static absl::StatusOr<std::unique_ptr<ProjectionStore>> Open(Database* database, std::string name,
+                                                               uint32_t version) {
+    return Open(database, std::move(name), BuildId{version, 0});
+  }
+  // Drops the family of `build` with every row. OK when it does not exist. No store of that
+  // build may be used afterwards.
+  static absl::Status Drop(Database* database, std::string_view name, BuildId build);
 
   const std::string& name() const { return name_; }
-  uint32_t version() const { return version_; }
+  uint32_t version() const { return build_.version; }
+  const BuildId& build() const { return build_; }
 
   // Last applied global position; 0 when nothing was applied.
   absl::StatusOr<uint64_t> Checkpoint() const;
@@ -50,14 +85,26 @@ class ProjectionStore {
   absl::StatusOr<std::optional<std::string>> Get(std::string_view key) const;
 
   // Calls `visit(key, value)` for rows with key > after_key in key order, until it returns
-  // false or `limit` rows were visited.
+  // false or `limit` rows were visited. Reads as of `snapshot` when given.
   absl::Status Scan(std::string_view after_key, size_t limit,
-                    const std::function<bool(std::string_view, std::string_view)>& visit) const;
+                    const std::function<bool(std::string_view, std::string_view)>& visit,
+                    const rocksdb::Snapshot* snapshot = nullptr) const;
+
+  // Walks the rows of `a` and `b` in key order as of `snapshot` and calls
+  // `visit(key, a_value, b_value)` for every key whose rows differ (a missing row is nullopt).
+  // Counts each side's rows into *a_rows and *b_rows.
+  static absl::Status Compare(
+      const ProjectionStore& a, const ProjectionStore& b, const rocksdb::Snapshot* snapshot,
+      const std::function<void(std::string_view, std::optional<std::string_view>,
+                               std::optional<std::string_view>)>& visit,
+      uint64_t* a_rows, uint64_t* b_rows);
 
   // Deletes every row, resets the checkpoint to 0 and sets `state`, atomically and durably.
   absl::Status Truncate(std::string_view state);
   // Sets the state durably.
   absl::Status SetState(std::string_view state);
+  // Adds the write of `state` to `batch`, to commit it with other changes.
+  void PutState(std::string_view state, rocksdb::WriteBatch* batch) const;
   // Counts rows (a full scan).
   absl::StatusOr<uint64_t> CountRows() const;
   // Flushes the family's memtable to disk, making rows written without the WAL durable.
@@ -66,13 +113,13 @@ class ProjectionStore {
  private:
   friend class ProjectionBatch;
   ProjectionStore(Database* database, rocksdb::ColumnFamilyHandle* family, std::string name,
-                  uint32_t version)
-      : database_(database), family_(family), name_(std::move(name)), version_(version) {}
+                  BuildId build)
+      : database_(database), family_(family), name_(std::move(name)), build_(build) {}
 
   Database* const database_;
   rocksdb::ColumnFamilyHandle* const family_;
   const std::string name_;
-  const uint32_t version_;
+  const BuildId build_;
 };
 
 struct ProjectionBatchOptions {

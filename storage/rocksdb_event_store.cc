@@ -186,6 +186,7 @@ absl::StatusOr<AppendResult> RocksDbEventStore::Append(AppendRequest request) {
         StrCat("the event log has ", writers_.size(), " appends waiting; retry with backoff"));
   }
   writers_.push_back(&self);
+  pending_.store(writers_.size(), std::memory_order_relaxed);
   while (!self.done && &self != writers_.front()) self.cv.Wait(&mu_);
   if (self.done) return std::move(self.result);
 
@@ -268,6 +269,7 @@ absl::StatusOr<AppendResult> RocksDbEventStore::Append(AppendRequest request) {
   }
   for (size_t i = 0; i < group.size(); ++i) {
     writers_.pop_front();
+    pending_.store(writers_.size(), std::memory_order_relaxed);
     if (group[i] != &self) {
       group[i]->done = true;
       group[i]->cv.Signal();

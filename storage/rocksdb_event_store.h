@@ -50,6 +50,7 @@ class RocksDbEventStore : public EventStore {
                        const std::function<bool(uint64_t, std::string_view)>& visit) const override;
   uint64_t HeadPosition() const override { return head_position_.load(std::memory_order_acquire); }
   uint64_t WaitForHead(uint64_t after_position, absl::Time deadline) const override;
+  size_t PendingAppends() const override { return pending_.load(std::memory_order_relaxed); }
 
   // False once a write failed (appends are then refused until the store is reopened).
   bool healthy();
@@ -81,6 +82,7 @@ class RocksDbEventStore : public EventStore {
   absl::Status write_error_ ABSL_GUARDED_BY(mu_);
 
   std::atomic<uint64_t> head_position_{0};
+  std::atomic<size_t> pending_{0};  // writers_.size(), readable without mu_.
   mutable absl::Mutex head_mu_;
   mutable absl::CondVar head_cv_;
 };

@@ -63,7 +63,7 @@ TEST_F(AccountProjectorsTest, SummaryFollowsBalanceCountAndStatus) {
 }
 
 TEST_F(AccountProjectorsTest, ReportTotalsDepositsAndWithdrawalsSeparately) {
-  AccountReportProjector projector;
+  AccountReportProjector projector(1);
   FeedHistory(projector);
   const auto* row = rows_.Get<v1::AccountReport>(kId);
   ASSERT_NE(row, nullptr);
@@ -73,6 +73,44 @@ TEST_F(AccountProjectorsTest, ReportTotalsDepositsAndWithdrawalsSeparately) {
   EXPECT_EQ(row->withdrawal_count(), 1);
   EXPECT_EQ(row->opened_at().seconds(), 1);
   EXPECT_EQ(row->closed_at().seconds(), 4);
+  // The v2 fields stay empty in v1.
+  EXPECT_EQ(row->months_size(), 0);
+  EXPECT_EQ(row->largest_deposit(), 0);
+}
+
+TEST_F(AccountProjectorsTest, ReportV2AddsMonthlyTotalsAndTheLargestDeposit) {
+  AccountReportProjector projector(2);
+  constexpr int64_t kJan15 = 1705276800'000'000;  // 2024-01-15T00:00:00Z
+  constexpr int64_t kFeb20 = 1708387200'000'000;  // 2024-02-20T00:00:00Z
+  constexpr int64_t kMar01 = 1709251200'000'000;  // 2024-03-01T00:00:00Z
+  v1::AccountOpened opened;
+  opened.set_account_id(kId);
+  opened.mutable_opening_deposit()->set_minor_units(300);
+  opened.mutable_opening_deposit()->set_currency("EUR");
+  Feed(projector, kAccountOpened, opened, kJan15);
+  v1::DepositMade deposit;
+  deposit.mutable_amount()->set_minor_units(700);
+  Feed(projector, kDepositMade, deposit, kMar01);
+  v1::WithdrawalMade withdrawal;
+  withdrawal.mutable_amount()->set_minor_units(100);
+  Feed(projector, kWithdrawalMade, withdrawal, kFeb20);  // Out of order: sorted in.
+  deposit.mutable_amount()->set_minor_units(50);
+  Feed(projector, kDepositMade, deposit, kMar01 + 1);
+  const auto* row = rows_.Get<v1::AccountReport>(kId);
+  ASSERT_NE(row, nullptr);
+  // v1's fields are unchanged by v2.
+  EXPECT_EQ(row->total_deposits(), 1050);
+  EXPECT_EQ(row->deposit_count(), 3);
+  EXPECT_EQ(row->largest_deposit(), 700);
+  ASSERT_EQ(row->months_size(), 3);
+  EXPECT_EQ(row->months(0).month(), "2024-01");
+  EXPECT_EQ(row->months(0).deposits(), 300);
+  EXPECT_EQ(row->months(1).month(), "2024-02");
+  EXPECT_EQ(row->months(1).withdrawals(), 100);
+  EXPECT_EQ(row->months(1).withdrawal_count(), 1);
+  EXPECT_EQ(row->months(2).month(), "2024-03");
+  EXPECT_EQ(row->months(2).deposits(), 750);
+  EXPECT_EQ(row->months(2).deposit_count(), 2);
 }
 
 TEST_F(AccountProjectorsTest, AnEventBeforeTheOpeningIsAHandlerError) {

@@ -1,6 +1,6 @@
-// Projection rebuilds over real gRPC against a real server on RocksDB: equality with the live
-// projection, upcasting, the skip/fail policies, cancellation, re-attaching, and rebuilding
-// while commands keep arriving.
+// In-place projection rebuilds over real gRPC against a real server on RocksDB: equality with
+// the live projection, upcasting, the skip/fail policies, cancellation, re-attaching, and
+// rebuilding while commands keep arriving.
 #include <atomic>
 #include <random>
 #include <thread>
@@ -45,9 +45,11 @@ class RebuildTest : public ServerTest {
     return messages;
   }
 
+  // These tests cover in-place rebuilds (blue_green_test.cc covers the other mode).
   static v1::RebuildProjectionRequest Request(const std::string& projection) {
     v1::RebuildProjectionRequest request;
     request.set_projection(projection);
+    request.set_mode(v1::IN_PLACE);
     return request;
   }
 
@@ -65,7 +67,7 @@ class RebuildTest : public ServerTest {
 
   void WaitForProjections() {
     const uint64_t head = Head();
-    for (auto* runner : server_->engine()->runners()) {
+    for (const auto& runner : server_->engine()->runners()) {
       ASSERT_OK(runner->WaitFor(head, absl::Now() + absl::Seconds(60)));
     }
   }
