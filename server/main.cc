@@ -47,6 +47,9 @@ ABSL_FLAG(uint64_t, rebuild_max_rate, 0,
           "Default cap of a rebuild's replay, in events per second; 0 means none.");
 ABSL_FLAG(bool, rebuild_yield, true,
           "Rebuilds pause between batches (up to 5 ms) while commands wait for the log writer.");
+ABSL_FLAG(absl::Duration, rebuild_checkpoint_interval, absl::Seconds(5),
+          "How often a blue-green replay makes its shadow durable; a rebuild interrupted by a "
+          "crash resumes from there.");
 ABSL_FLAG(bool, insecure, false,
           "Allow a non-loopback --listen address without TLS and an admin token.");
 
@@ -108,6 +111,7 @@ int main(int argc, char** argv) {
   options.rebuild_tuning.nice = nice;
   options.rebuild_tuning.max_events_per_second = absl::GetFlag(FLAGS_rebuild_max_rate);
   options.rebuild_tuning.yield = absl::GetFlag(FLAGS_rebuild_yield);
+  options.rebuild_tuning.durable_interval = absl::GetFlag(FLAGS_rebuild_checkpoint_interval);
   // Fault injection for the crash tests: blue-green jobs stop at this phase until killed.
   if (const char* pause = std::getenv("FIDELIS_TEST_PAUSE_REBUILD_AT")) {
     options.rebuild_tuning.pause_at = pause;

@@ -102,6 +102,10 @@ RebuildJob::RebuildJob(std::string id, ProjectionEngine* engine,
   absl::MutexLock lock(&mu_);
   rate_updated_ = started_;
   events_total_ = events_->HeadPosition();
+  if (resumed_) {
+    // A resumed job goes on from its shadow's checkpoint.
+    stats_.events_processed = stats_.last_position = target_->checkpoint();
+  }
   phase_changes_.push_back(ProgressLocked());
 }
 
@@ -576,7 +580,12 @@ void RebuildManager::ResumeInterrupted() {
 }
 
 absl::Status RebuildManager::Abort(std::string_view projection) {
-  ASSIGN_OR_RETURN(ProjectionView view, engine_->View(projection));
+  // Holds no build: the engine waits for every holder of the shadow before dropping it.
+  auto has_shadow = [&]() -> absl::StatusOr<bool> {
+    ASSIGN_OR_RETURN(ProjectionView view, engine_->View(projection));
+    return view.shadow != nullptr;
+  };
+  RETURN_IF_ERROR(has_shadow().status());
   std::shared_ptr<RebuildJob> job;
   {
     absl::MutexLock lock(&mu_);
@@ -597,12 +606,14 @@ absl::Status RebuildManager::Abort(std::string_view projection) {
     if (!job->finished()) {
       return absl::UnavailableError(StrCat("rebuild ", job->id(), " did not stop in time"));
     }
-    ASSIGN_OR_RETURN(view, engine_->View(projection));
-    if (!view.shadow) return absl::OkStatus();
-  }
-  if (!view.shadow) {
-    return absl::FailedPreconditionError(
-        StrCat("projection ", projection, " has no blue-green rebuild to abort"));
+    ASSIGN_OR_RETURN(bool left, has_shadow());
+    if (!left) return absl::OkStatus();
+  } else {
+    ASSIGN_OR_RETURN(bool exists, has_shadow());
+    if (!exists) {
+      return absl::FailedPreconditionError(
+          StrCat("projection ", projection, " has no blue-green rebuild to abort"));
+    }
   }
   return engine_->DropShadow(projection);
 }
