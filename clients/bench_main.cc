@@ -8,8 +8,13 @@
 //     With --rate both run only at R calls per second.
 //   fidelis-bench stream-length [--server A] [--events N] [--calls M]
 //     Deposit latency on an account with N events against one on a new account.
-//   fidelis-bench rebuild [--server A] [--projection P] [--batch-size B]
-//     Times RebuildProjection from the call to the DONE message.
+//   fidelis-bench rebuild [--server A] [--projection P] [--batch-size B] [--mode M]
+//     Times RebuildProjection (in-place by default) from the call to the DONE message.
+//   fidelis-bench rebuild-under-load [--server A] [--projection P] [--accounts N]
+//                                    [--seconds T] [--concurrency C] [--rate R]
+//     Live traffic first: times a blue-green rebuild alone; measures commands at a fixed
+//     offered rate (R, or half the flat-out maximum measured first) for T seconds with no
+//     rebuild; then the same rate during a blue-green rebuild, for as long as it runs.
 //
 // Prints a table, and with --json one JSON object per measurement.
 #include <algorithm>
@@ -82,7 +87,7 @@ void PrintHeader(bool json) {
 // asynchronous call and invoke done(ok) exactly once when it completes.
 Measurement Drive(const std::string& name, int concurrency, double rate, double seconds,
                   const std::function<void(std::function<void(bool)>)>& issue,
-                  uint64_t max_calls = 0) {
+                  uint64_t max_calls = 0, const std::atomic<bool>* stop = nullptr) {
   Measurement m;
   m.name = name;
   m.offered_rate = rate;
@@ -110,7 +115,8 @@ Measurement Drive(const std::string& name, int concurrency, double rate, double 
   };
   uint64_t issued = 0;
   if (rate <= 0) {
-    while (Clock::now() < end && (max_calls == 0 || issued++ < max_calls)) {
+    while (Clock::now() < end && (max_calls == 0 || issued++ < max_calls) &&
+           !(stop && stop->load())) {
       std::unique_lock<std::mutex> lock(mu);
       cv.wait(lock, [&] { return in_flight < concurrency; });
       ++in_flight;
@@ -120,7 +126,7 @@ Measurement Drive(const std::string& name, int concurrency, double rate, double 
   } else {
     const auto interval =
         std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / rate));
-    for (auto next = start; next < end; next += interval) {
+    for (auto next = start; next < end && !(stop && stop->load()); next += interval) {
       std::this_thread::sleep_until(next);
       std::unique_lock<std::mutex> lock(mu);
       cv.wait(lock, [&] { return in_flight < concurrency; });
@@ -133,6 +139,31 @@ Measurement Drive(const std::string& name, int concurrency, double rate, double 
   cv.wait(lock, [&] { return in_flight == 0; });
   m.seconds = std::min(seconds, std::chrono::duration<double>(Clock::now() - start).count());
   return m;
+}
+
+struct RebuildOutcome {
+  bool ok = false;
+  uint64_t events = 0;
+  double seconds = 0;
+  std::string error;
+};
+
+// Runs a rebuild to its end and times it from the call to the last message.
+RebuildOutcome TimeRebuild(v1::ProjectionAdmin::Stub& admin,
+                           const v1::RebuildProjectionRequest& request) {
+  RebuildOutcome outcome;
+  grpc::ClientContext context;
+  const auto start = Clock::now();
+  auto reader = admin.RebuildProjection(&context, request);
+  v1::RebuildProgress progress;
+  while (reader->Read(&progress)) {
+  }
+  grpc::Status status = reader->Finish();
+  outcome.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  outcome.events = progress.result().events_processed();
+  outcome.ok = status.ok() && progress.phase() == v1::DONE;
+  outcome.error = status.ok() ? progress.result().failure() : status.error_message();
+  return outcome;
 }
 
 struct Call {
@@ -225,6 +256,18 @@ int Main(int argc, char** argv) {
   CLI::App* rebuild = app.add_subcommand("rebuild", "Time a projection rebuild");
   rebuild->add_option("--projection", projection)->capture_default_str();
   rebuild->add_option("--batch-size", batch_size);
+  std::string mode = "in-place";
+  rebuild->add_option("--mode", mode, "in-place or blue-green")
+      ->check(CLI::IsMember({"in-place", "blue-green"}))
+      ->capture_default_str();
+  CLI::App* under_load = app.add_subcommand(
+      "rebuild-under-load", "Command throughput and latency during a blue-green rebuild");
+  under_load->add_option("--projection", projection)->capture_default_str();
+  under_load->add_option("--accounts", accounts)->capture_default_str();
+  under_load->add_option("--seconds", seconds, "Seconds of the idle measurements")
+      ->capture_default_str();
+  under_load->add_option("--concurrency", concurrency, "Calls in flight")->capture_default_str();
+  under_load->add_option("--rate", rate, "Offered calls per second (default: 50% of max)");
   CLI11_PARSE(app, argc, argv);
 
   auto channel = Connect(server);
@@ -281,29 +324,79 @@ int Main(int argc, char** argv) {
     v1::RebuildProjectionRequest request;
     request.set_projection(projection);
     request.set_batch_size(batch_size);
-    grpc::ClientContext context;
-    const auto start = Clock::now();
-    auto reader = admin.RebuildProjection(&context, request);
-    v1::RebuildProgress progress;
-    while (reader->Read(&progress)) {
-    }
-    grpc::Status status = reader->Finish();
-    const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-    if (!status.ok() || progress.phase() != v1::DONE) {
-      std::fprintf(stderr, "rebuild failed: %s %s\n", status.error_message().c_str(),
-                   progress.result().failure().c_str());
+    request.set_mode(mode == "blue-green" ? v1::BLUE_GREEN : v1::IN_PLACE);
+    const RebuildOutcome outcome = TimeRebuild(admin, request);
+    if (!outcome.ok) {
+      std::fprintf(stderr, "rebuild failed: %s\n", outcome.error.c_str());
       return 1;
     }
-    const uint64_t events = progress.result().events_processed();
     if (json) {
       std::printf(
           "{\"name\":\"rebuild %s\",\"events\":%llu,\"seconds\":%.3f,"
           "\"events_per_second\":%.0f}\n",
-          projection.c_str(), static_cast<unsigned long long>(events), elapsed, events / elapsed);
+          projection.c_str(), static_cast<unsigned long long>(outcome.events), outcome.seconds,
+          outcome.events / outcome.seconds);
     } else {
-      std::printf("rebuild %s: %llu events in %.3f s = %.0f events/s end to end\n",
-                  projection.c_str(), static_cast<unsigned long long>(events), elapsed,
-                  events / elapsed);
+      std::printf("rebuild %s (%s): %llu events in %.3f s = %.0f events/s end to end\n",
+                  projection.c_str(), mode.c_str(), static_cast<unsigned long long>(outcome.events),
+                  outcome.seconds, outcome.events / outcome.seconds);
+    }
+    return 0;
+  }
+
+  if (*under_load) {
+    v1::ProjectionAdmin::Stub admin(channel);
+    v1::RebuildProjectionRequest request;
+    request.set_projection(projection);
+    request.set_mode(v1::BLUE_GREEN);
+    const RebuildOutcome alone = TimeRebuild(admin, request);
+    if (!alone.ok) {
+      std::fprintf(stderr, "rebuild failed: %s\n", alone.error.c_str());
+      return 1;
+    }
+    std::vector<std::string> ids = OpenAccounts(stub, accounts, "R" + run + "N");
+    PrintHeader(json);
+    if (rate <= 0) {
+      Measurement max = Drive("commands flat out", concurrency, 0, seconds, CommandIssuer(stub, ids));
+      Print(max, json);
+      rate = max.throughput() / 2;
+    }
+    Measurement idle = Drive("commands, no rebuild", concurrency, rate, seconds,
+                             CommandIssuer(stub, ids));
+    Print(idle, json);
+    std::atomic<bool> done{false};
+    RebuildOutcome loaded;
+    std::thread rebuilder([&] {
+      loaded = TimeRebuild(admin, request);
+      done.store(true);
+    });
+    Measurement during = Drive("commands, during rebuild", concurrency, rate, 1e9,
+                               CommandIssuer(stub, ids), 0, &done);
+    rebuilder.join();
+    Print(during, json);
+    if (!loaded.ok) {
+      std::fprintf(stderr, "rebuild under load failed: %s\n", loaded.error.c_str());
+      return 1;
+    }
+    const double throughput_ratio =
+        idle.throughput() > 0 ? during.throughput() / idle.throughput() : 0;
+    const double p99_ratio = idle.Percentile(99) > 0 ? during.Percentile(99) / idle.Percentile(99) : 0;
+    if (json) {
+      std::printf(
+          "{\"name\":\"rebuild under load\",\"rebuild_alone_events_per_second\":%.0f,"
+          "\"rebuild_loaded_events_per_second\":%.0f,\"throughput_ratio\":%.3f,"
+          "\"p99_ratio\":%.3f}\n",
+          alone.events / alone.seconds, loaded.events / loaded.seconds, throughput_ratio,
+          p99_ratio);
+    } else {
+      std::printf("blue-green rebuild of %s alone: %llu events in %.2f s = %.0f events/s\n",
+                  projection.c_str(), static_cast<unsigned long long>(alone.events), alone.seconds,
+                  alone.events / alone.seconds);
+      std::printf("blue-green rebuild of %s under load: %llu events in %.2f s = %.0f events/s\n",
+                  projection.c_str(), static_cast<unsigned long long>(loaded.events),
+                  loaded.seconds, loaded.events / loaded.seconds);
+      std::printf("during / idle: throughput %.3f, p99 latency %.3f\n", throughput_ratio,
+                  p99_ratio);
     }
     return 0;
   }

@@ -40,7 +40,7 @@ start_server() {
 stop_server() { kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""; }
 # Waits until every projection has caught up with the head of the log.
 wait_caught_up() {
-  while "$build/clients/fidelis" --server "$addr" projection list | awk 'NR>1 && $4 != 0 {x=1} END {exit !x}'; do
+  while "$build/clients/fidelis" --server "$addr" projection list | awk 'NR>1 && $2 == "live" && $5 != 0 {x=1} END {exit !x}'; do
     sleep 1
   done
 }
@@ -66,7 +66,7 @@ for events in $small_events $log_events; do
   start_server "$work/log$events" "$events"
   wait_caught_up
   peak_rss_reset
-  "$bench" --server "$addr" rebuild --projection AccountSummary --batch-size 1000
+  "$bench" --server "$addr" rebuild --projection AccountSummary --batch-size 1000 --mode in-place
   echo "peak RSS during the rebuild: $(peak_rss_mib) MiB"
   stop_server
   echo "restart with $events events in the log:"
@@ -74,3 +74,14 @@ for events in $small_events $log_events; do
   stop_server
   rm -rf "$work/log$events"
 done
+
+if [ $replay_only = 0 ]; then
+  echo "== live traffic first: commands at a fixed offered rate, idle and during a blue-green rebuild of AccountSummary over $small_events events"
+  "$seed" --data_dir="$work/load" --accounts="$log_accounts" --events="$small_events" --seed=2
+  start_server "$work/load" "$small_events"
+  wait_caught_up
+  "$bench" --server "$addr" rebuild-under-load --projection AccountSummary \
+    --accounts "$accounts" --seconds "$seconds" --concurrency 64
+  stop_server
+  rm -rf "$work/load"
+fi
