@@ -150,8 +150,8 @@ void PrintDiff(const std::string& name, const v1::DiffProjectionResponse& r) {
     std::string fields = d.fields();
     for (size_t at = 0;
          (at = fields.find('\n', at)) != std::string::npos && at + 1 < fields.size();) {
-      fields.replace(at, 1, "\n       ");
-      at += 8;
+      fields.replace(at, 1, "\n            ");
+      at += 13;
     }
     while (!fields.empty() && fields.back() == '\n') fields.pop_back();
     std::printf("    fields: %s\n", fields.c_str());
