@@ -357,12 +357,13 @@ int Main(int argc, char** argv) {
     std::vector<std::string> ids = OpenAccounts(stub, accounts, "R" + run + "N");
     PrintHeader(json);
     if (rate <= 0) {
-      Measurement max = Drive("commands flat out", concurrency, 0, seconds, CommandIssuer(stub, ids));
+      Measurement max =
+          Drive("commands flat out", concurrency, 0, seconds, CommandIssuer(stub, ids));
       Print(max, json);
       rate = max.throughput() / 2;
     }
-    Measurement idle = Drive("commands, no rebuild", concurrency, rate, seconds,
-                             CommandIssuer(stub, ids));
+    Measurement idle =
+        Drive("commands, no rebuild", concurrency, rate, seconds, CommandIssuer(stub, ids));
     Print(idle, json);
     std::atomic<bool> done{false};
     RebuildOutcome loaded;
@@ -380,7 +381,8 @@ int Main(int argc, char** argv) {
     }
     const double throughput_ratio =
         idle.throughput() > 0 ? during.throughput() / idle.throughput() : 0;
-    const double p99_ratio = idle.Percentile(99) > 0 ? during.Percentile(99) / idle.Percentile(99) : 0;
+    const double p99_ratio =
+        idle.Percentile(99) > 0 ? during.Percentile(99) / idle.Percentile(99) : 0;
     if (json) {
       std::printf(
           "{\"name\":\"rebuild under load\",\"rebuild_alone_events_per_second\":%.0f,"

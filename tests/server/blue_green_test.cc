@@ -117,6 +117,17 @@ class BlueGreenTest : public ServerTest {
     return status;
   }
 
+  v1::DiffProjectionResponse DiffLiveAndPrevious(const std::string& projection) {
+    v1::DiffProjectionRequest diff;
+    diff.set_projection(projection);
+    diff.set_a("live");
+    diff.set_b("previous");
+    v1::DiffProjectionResponse differences;
+    grpc::Status status = admin_->DiffProjection(Ctx().get(), diff, &differences);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return differences;
+  }
+
   bool FamilyExists(const std::string& family) {
     const std::vector<std::string> names = FamilyNames();
     return std::find(names.begin(), names.end(), family) != names.end();
@@ -196,12 +207,7 @@ TEST_F(BlueGreenTest, PromoteDuringCommandsNeverGoesBackAndEqualsAFullReplay) {
   EXPECT_EQ(builds_seen, (std::set<std::string>{"v1", "v1.1"}));
 
   // The promoted build equals the old one, which followed every event live...
-  v1::DiffProjectionRequest diff;
-  diff.set_projection("AccountSummary");
-  diff.set_a("live");
-  diff.set_b("previous");
-  v1::DiffProjectionResponse differences;
-  ASSERT_TRUE(admin_->DiffProjection(Ctx().get(), diff, &differences).ok());
+  const v1::DiffProjectionResponse differences = DiffLiveAndPrevious("AccountSummary");
   EXPECT_EQ(differences.differing_rows(), 0u);
   EXPECT_EQ(differences.a().rows(), ids_.size());
   EXPECT_EQ(differences.checkpoint(), Head());
@@ -398,12 +404,7 @@ TEST_F(BlueGreenTest, AJobInterruptedByAShutdownResumesFromItsShadowCheckpoint) 
   ASSERT_TRUE(reader->Finish().ok());
   EXPECT_GE(first.events_processed(), 4000u) << "resumed from its checkpoint, not from zero";
   EXPECT_EQ(last.phase(), v1::DONE) << last.result().failure();
-  v1::DiffProjectionRequest diff;
-  diff.set_projection("AccountSummary");
-  diff.set_a("live");
-  diff.set_b("previous");
-  v1::DiffProjectionResponse differences;
-  ASSERT_TRUE(admin_->DiffProjection(Ctx().get(), diff, &differences).ok());
+  const v1::DiffProjectionResponse differences = DiffLiveAndPrevious("AccountSummary");
   EXPECT_EQ(differences.a().build(), "v1.1");
   EXPECT_EQ(differences.differing_rows(), 0u);
 }
