@@ -365,11 +365,12 @@ void RebuildJob::RunInPlace() {
   uint64_t checkpoint = 0;
   target_->PublishCheckpoint(0);
 
-  // The projection is marked needs_rebuild until the end, so rows are written without the WAL
-  // and flushed once before it goes live; the cache spares reads of rows written earlier.
+  // The projection is marked needs_rebuild until the end. Rows are cached across batches and
+  // written as SST files ingested with their checkpoint (when the cache is full, and at the
+  // end); the cache spares reads of rows written earlier.
   storage::ProjectionBatchOptions batch_options;
   batch_options.starts_empty = true;
-  batch_options.disable_wal = true;
+  batch_options.ingest = true;
   batch_options.defer_writes = true;
   batch_options.max_cached_rows = 1 << 18;
   storage::ProjectionBatch batch(target_->store(), batch_options);
@@ -382,7 +383,6 @@ void RebuildJob::RunInPlace() {
   // Every event up to the head is applied and the writer lock keeps the live thread out, so
   // the projection can go live with nothing missed.
   absl::Status live = batch.WriteAll(checkpoint);
-  if (live.ok()) live = target_->store()->Flush();
   if (live.ok()) live = target_->store()->SetState(storage::kStateLive);
   if (!live.ok()) return fail(v1::FAILED, live.ToString());
   target_->SetAvailable();
@@ -422,16 +422,13 @@ void RebuildJob::RunBlueGreen() {
       }
       storage::ProjectionBatchOptions batch_options;
       batch_options.starts_empty = checkpoint == 0;
-      batch_options.disable_wal = true;
+      batch_options.ingest = true;
       batch_options.defer_writes = true;
       batch_options.max_cached_rows = 1 << 18;
       storage::ProjectionBatch batch(target_->store(), batch_options);
-      // Rows go to the shadow without the WAL; every few seconds they are written and flushed
+      // Rows are cached; every few seconds they are ingested into the shadow as an SST file
       // with their checkpoint, the point a resumed job starts from.
-      auto durable_point = [&]() -> absl::Status {
-        RETURN_IF_ERROR(batch.WriteAll(checkpoint));
-        return target_->store()->Flush();
-      };
+      auto durable_point = [&]() { return batch.WriteAll(checkpoint); };
       RETURN_IF_ERROR(ReplayInto(batch, checkpoint, batch_size_, durable_point));
       RETURN_IF_ERROR(durable_point());
       // The shadow follows new events on its own from here, with the WAL.

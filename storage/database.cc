@@ -35,6 +35,8 @@ rocksdb::ColumnFamilyOptions FamilyOptions(const DatabaseOptions& options,
   return cf;
 }
 
+std::string IngestDir(const std::string& path) { return path + "/ingest"; }
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path,
@@ -48,6 +50,7 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   // One budget for the memtables of every family (projection versions come and go), so
   // memory does not grow with their number.
   db_options.db_write_buffer_size = 64 << 20;
+  db_options.bytes_per_sync = 1 << 20;
   if (options.env != nullptr) db_options.env = options.env;
   database->cache_ = rocksdb::NewLRUCache(options.block_cache_bytes);
   rocksdb::ColumnFamilyOptions cf = FamilyOptions(options, database->cache_);
@@ -66,6 +69,18 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   rocksdb::Status opened = rocksdb::DB::Open(db_options, path, descriptors, &handles, &raw);
   if (!opened.ok()) return FromRocks(opened, StrCat("opening database ", path));
   database->db_.reset(raw);
+  // SST files a crash left before their ingestion; ingested ones live under RocksDB's names.
+  rocksdb::Env* env = raw->GetEnv();
+  const std::string ingest_dir = IngestDir(path);
+  std::vector<std::string> leftovers;
+  if (env->GetChildren(ingest_dir, &leftovers).ok()) {
+    for (const std::string& file : leftovers) {
+      if (file != "." && file != "..")
+        env->DeleteFile(ingest_dir + "/" + file).PermitUncheckedError();
+    }
+  }
+  rocksdb::Status made = env->CreateDirIfMissing(ingest_dir);
+  if (!made.ok()) return FromRocks(made, StrCat("creating ", ingest_dir));
   absl::MutexLock lock(&database->mu_);
   for (size_t i = 0; i < names.size(); ++i) database->families_[names[i]] = handles[i];
   return database;
@@ -105,6 +120,10 @@ absl::Status Database::DropFamily(const std::string& name) {
   db_->DestroyColumnFamilyHandle(it->second).PermitUncheckedError();
   families_.erase(it);
   return absl::OkStatus();
+}
+
+std::string Database::NewIngestPath() {
+  return StrCat(IngestDir(path_), "/", ingest_files_.fetch_add(1) + 1, ".sst");
 }
 
 std::vector<std::string> Database::FamilyNames() const {

@@ -6,6 +6,8 @@
 // Database is destroyed; a caller must not use a handle across a drop of its family.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -56,12 +58,17 @@ class Database {
   // Names of all families, in no particular order.
   std::vector<std::string> FamilyNames() const;
 
+  // A fresh path for an SST file about to be ingested (see ProjectionBatchOptions::ingest), in
+  // the database's "ingest" directory, which Open() empties of files a crash left behind.
+  std::string NewIngestPath();
+
  private:
   Database(std::string path, DatabaseOptions options) : path_(std::move(path)), options_(options) {}
 
   const std::string path_;
   const DatabaseOptions options_;
   std::shared_ptr<rocksdb::Cache> cache_;  // Shared by every family.
+  std::atomic<uint64_t> ingest_files_{0};
   std::unique_ptr<rocksdb::DB> db_;
   mutable absl::Mutex mu_;
   std::map<std::string, rocksdb::ColumnFamilyHandle*, std::less<>> families_ ABSL_GUARDED_BY(mu_);

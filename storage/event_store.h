@@ -101,7 +101,9 @@ class EventStore {
 
   // As Scan, but hands over each record's serialized StoredEvent bytes without parsing them,
   // for callers that parse into their own memory. The bytes are valid during the call only.
-  // The default implementation re-serializes what Scan parsed.
+  // Meant for bulk reads of the log (rebuilds): what it reads is not kept in caches, where it
+  // would push out what live commands and projections read. The default implementation
+  // re-serializes what Scan parsed.
   virtual absl::Status ScanRaw(
       uint64_t from_position, size_t max_count,
       const std::function<bool(uint64_t position, std::string_view record)>& visit) const;

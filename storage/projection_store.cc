@@ -1,7 +1,11 @@
 #include "storage/projection_store.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "domain/status_macros.h"
 #include "domain/strings.h"
+#include "rocksdb/sst_file_writer.h"
 #include "storage/key_format.h"
 
 namespace fidelis::storage {
@@ -215,7 +219,7 @@ absl::StatusOr<google::protobuf::Message*> ProjectionBatch::Row(
   if (it != rows_.end()) {
     *found = true;
   } else {
-    std::unique_ptr<google::protobuf::Message> fresh(prototype.New());
+    google::protobuf::Message* fresh = prototype.New(arena_.get());
     *found = false;
     if (!complete_) {
       ASSIGN_OR_RETURN(std::optional<std::string> stored, store_->Get(key));
@@ -225,42 +229,101 @@ absl::StatusOr<google::protobuf::Message*> ProjectionBatch::Row(
             StrCat("row ", key, " of projection ", store_->name(), " does not parse"));
       }
     }
-    it = rows_.emplace(std::string(key), Entry{std::move(fresh), false}).first;
+    char* copy = google::protobuf::Arena::CreateArray<char>(arena_.get(), key.size());
+    std::memcpy(copy, key.data(), key.size());
+    it = rows_.emplace(absl::string_view(copy, key.size()), Entry{fresh, false}).first;
   }
   if (!it->second.dirty) {
     it->second.dirty = true;
     dirty_.push_back(it->first);
   }
-  return it->second.row.get();
+  return it->second.row;
 }
 
 absl::Status ProjectionBatch::Write(uint64_t checkpoint, std::optional<std::string_view> state) {
+  absl::Status status =
+      options_.ingest ? Ingest(checkpoint, state) : WriteBatched(checkpoint, state);
+  if (!status.ok()) {
+    Discard();
+    return status;
+  }
+  for (absl::string_view key : dirty_) rows_.find(key)->second.dirty = false;
+  dirty_.clear();
+  if (rows_.size() > options_.max_cached_rows) {
+    Clear();
+    complete_ = false;
+  }
+  return absl::OkStatus();
+}
+
+void ProjectionBatch::Clear() {
+  rows_.clear();
+  dirty_.clear();
+  google::protobuf::ArenaOptions arena_options;
+  arena_options.start_block_size = 64 << 10;
+  arena_options.max_block_size = 1 << 20;
+  arena_ = std::make_unique<google::protobuf::Arena>(arena_options);
+}
+
+absl::Status ProjectionBatch::WriteBatched(uint64_t checkpoint,
+                                           std::optional<std::string_view> state) {
   rocksdb::WriteBatch batch;
   std::string value;
-  for (const std::string& key : dirty_) {
-    Entry& entry = rows_.find(key)->second;
-    entry.row->SerializeToString(&value);
-    entry.dirty = false;
-    batch.Put(store_->family_, RowKey(key), value);
+  for (absl::string_view key : dirty_) {
+    rows_.find(key)->second.row->SerializeToString(&value);
+    batch.Put(store_->family_, RowKey(std::string_view(key.data(), key.size())), value);
   }
   std::string position;
   PutBigEndian64(&position, checkpoint);
   batch.Put(store_->family_, CheckpointKey(), position);
   if (state) batch.Put(store_->family_, StateKey(), rocksdb::Slice(state->data(), state->size()));
-  rocksdb::WriteOptions options;
-  options.disableWAL = options_.disable_wal;
-  absl::Status status = FromRocks(store_->database_->db()->Write(options, &batch),
-                                  StrCat("writing projection ", store_->name()));
-  if (!status.ok()) {
-    Discard();
-    return status;
+  return FromRocks(store_->database_->db()->Write(rocksdb::WriteOptions(), &batch),
+                   StrCat("writing projection ", store_->name()));
+}
+
+absl::Status ProjectionBatch::Ingest(uint64_t checkpoint, std::optional<std::string_view> state) {
+  rocksdb::DB* db = store_->database_->db();
+  const std::string what = StrCat("writing projection ", store_->name());
+  // A file whose key range overlaps the memtable makes the ingestion flush it while holding up
+  // every write; emptying the memtable once first keeps that out of the write queue (nothing
+  // else writes to this family during a bulk load).
+  if (!flushed_) {
+    RETURN_IF_ERROR(store_->Flush());
+    flushed_ = true;
   }
-  dirty_.clear();
-  if (rows_.size() > options_.max_cached_rows) {
-    rows_.clear();
-    complete_ = false;
+  const std::string path = store_->database_->NewIngestPath();
+  rocksdb::SstFileWriter writer(rocksdb::EnvOptions(db->GetDBOptions()),
+                                db->GetOptions(store_->family_), store_->family_,
+                                /*invalidate_page_cache=*/true, rocksdb::Env::IO_LOW);
+  RETURN_IF_ERROR(FromRocks(writer.Open(path), what));
+  // An SST file takes its keys in order: the meta keys ('m') sort before the rows ('r').
+  std::string position;
+  PutBigEndian64(&position, checkpoint);
+  RETURN_IF_ERROR(FromRocks(writer.Put(CheckpointKey(), position), what));
+  if (state) {
+    RETURN_IF_ERROR(
+        FromRocks(writer.Put(StateKey(), rocksdb::Slice(state->data(), state->size())), what));
   }
-  return absl::OkStatus();
+  std::sort(dirty_.begin(), dirty_.end());
+  std::string key, value;
+  for (absl::string_view row_key : dirty_) {
+    rows_.find(row_key)->second.row->SerializeToString(&value);
+    key.assign(1, kRowPrefix);
+    key.append(row_key.data(), row_key.size());
+    RETURN_IF_ERROR(FromRocks(writer.Put(key, value), what));
+  }
+  absl::Status status = FromRocks(writer.Finish(), what);
+  if (status.ok()) {
+    rocksdb::IngestExternalFileOptions options;
+    options.move_files = true;
+    // The file's entries all take the sequence number assigned at ingestion without rewriting
+    // the file, which keeps the write queue's pause to the manifest update.
+    options.write_global_seqno = false;
+    status = FromRocks(db->IngestExternalFile(store_->family_, {path}, options), what);
+  }
+  // Gone when it was moved in; removed when the ingestion failed.
+  db->GetEnv()->DeleteFile(path).PermitUncheckedError();
+  return status;
 }
 
 absl::Status ProjectionBatch::Commit(uint64_t checkpoint, std::optional<std::string_view> state) {
@@ -275,8 +338,7 @@ absl::Status ProjectionBatch::WriteAll(uint64_t checkpoint) {
 }
 
 void ProjectionBatch::Discard() {
-  rows_.clear();
-  dirty_.clear();
+  Clear();
   complete_ = false;
 }
 

@@ -6,7 +6,8 @@
 //   ProjectionStore - one projection version's family. Thread-safe; shared by the projector
 //                     thread that writes it and every query thread that reads it.
 //   ProjectionBatch - a RowStore that buffers parsed rows in memory and writes them back with
-//                     the new checkpoint in one atomic RocksDB batch. Used by one thread.
+//                     the new checkpoint atomically (one RocksDB batch, or one ingested SST
+//                     file for bulk loads). Used by one thread.
 //   BuildId         - names one build: a projector version and a generation.
 //   Catalog         - which builds of a projection are live, shadow and previous (meta family).
 #pragma once
@@ -22,8 +23,10 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "domain/projector.h"
 #include "fidelis/v1/events.pb.h"
+#include "google/protobuf/arena.h"
 #include "storage/database.h"
 
 namespace fidelis::storage {
@@ -126,10 +129,6 @@ struct ProjectionBatchOptions {
   // Rows kept in memory across commits; beyond this the cache is dropped after a commit.
   // Bounds memory by the number of rows, never by the number of events.
   size_t max_cached_rows = 100000;
-  // Write without the WAL. Only for a projection marked needs_rebuild whose data is flushed
-  // (ProjectionStore::Flush) before it is marked live again: a crash loses nothing that
-  // matters, because such a projection is rebuilt anyway.
-  bool disable_wal = false;
   // The store holds no row that is not in this batch's cache (it was just truncated), so a
   // cache miss needs no read.
   bool starts_empty = false;
@@ -137,21 +136,29 @@ struct ProjectionBatchOptions {
   // whose intermediate states nobody reads: each row is written about once instead of once
   // per batch that touches it.
   bool defer_writes = false;
+  // Write each commit as an SST file ingested into the family (with its checkpoint, so still
+  // atomically) instead of a write batch: durable when Commit() returns, without the WAL, the
+  // memtable or a flush, and out of the write queue that appends to the event log wait in.
+  // For bulk loads (rebuilds) that nobody else writes to the family during.
+  bool ingest = false;
 };
 
 class ProjectionBatch : public RowStore {
  public:
   // `store` must outlive the batch.
   explicit ProjectionBatch(ProjectionStore* store, ProjectionBatchOptions options = {})
-      : store_(store), options_(options), complete_(options.starts_empty) {}
+      : store_(store), options_(options), complete_(options.starts_empty) {
+    Clear();
+  }
 
   absl::StatusOr<google::protobuf::Message*> Row(std::string_view key,
                                                  const google::protobuf::Message& prototype,
                                                  bool* found) override;
 
-  // Writes every row changed since the last commit and `checkpoint` atomically (WAL on unless
-  // disabled, not synced: a process crash loses nothing, a power cut loses a suffix that is
-  // replayed again). Optionally sets the state in the same batch. Rows stay cached.
+  // Writes every row changed since the last commit and `checkpoint` atomically: through the
+  // WAL, not synced (a process crash loses nothing, a power cut loses a suffix that is replayed
+  // again), or as an ingested file (see `ingest`). Optionally sets the state with them. Rows
+  // stay cached.
   absl::Status Commit(uint64_t checkpoint, std::optional<std::string_view> state = std::nullopt);
 
   // Writes every changed row and `checkpoint` now, deferred or not.
@@ -166,19 +173,28 @@ class ProjectionBatch : public RowStore {
 
  private:
   struct Entry {
-    std::unique_ptr<google::protobuf::Message> row;
+    google::protobuf::Message* row;  // Owned by arena_.
     bool dirty = false;
   };
-  using Rows = absl::flat_hash_map<std::string, Entry>;
+  // Keys point into arena_, so the cache is freed in a few large blocks rather than row by row
+  // (which, for a rebuild's hundreds of thousands of rows, holds allocator locks long enough
+  // to be felt by other threads).
+  using Rows = absl::flat_hash_map<absl::string_view, Entry>;
 
   absl::Status Write(uint64_t checkpoint, std::optional<std::string_view> state);
+  absl::Status WriteBatched(uint64_t checkpoint, std::optional<std::string_view> state);
+  absl::Status Ingest(uint64_t checkpoint, std::optional<std::string_view> state);
+  // Forgets every cached row and frees their memory.
+  void Clear();
 
   ProjectionStore* const store_;
   const ProjectionBatchOptions options_;
   // True while every row of the store is in rows_ (see starts_empty).
   bool complete_;
+  std::unique_ptr<google::protobuf::Arena> arena_;
   Rows rows_;
-  std::vector<std::string> dirty_;  // Keys of dirty rows.
+  std::vector<absl::string_view> dirty_;  // Keys of dirty rows.
+  bool flushed_ = false;                  // The family's memtable was flushed before ingesting.
 };
 
 }  // namespace fidelis::storage

@@ -363,6 +363,7 @@ absl::Status RocksDbEventStore::ScanRaw(
     const std::function<bool(uint64_t, std::string_view)>& visit) const {
   rocksdb::ReadOptions read_options;
   read_options.readahead_size = 2 << 20;
+  read_options.fill_cache = false;
   std::unique_ptr<rocksdb::Iterator> it(database_->db()->NewIterator(read_options, events_));
   size_t visited = 0;
   for (it->Seek(EventKey(std::max<uint64_t>(from_position, 1))); it->Valid() && visited < max_count;

@@ -1,7 +1,12 @@
 #include "storage/projection_store.h"
 
+#include <filesystem>
+#include <fstream>
+
+#include "domain/strings.h"
 #include "fidelis/v1/projections.pb.h"
 #include "gtest/gtest.h"
+#include "storage/key_format.h"
 #include "tests/test_util.h"
 
 namespace fidelis::storage {
@@ -94,6 +99,82 @@ TEST_F(ProjectionStoreTest, TruncateClearsRowsAndCheckpointAndSetsTheState) {
   Put(rebuilt, "a", 1);
   ASSERT_OK(rebuilt.Commit(9, kStateLive));
   EXPECT_EQ(*store_->State(), kStateLive);
+}
+
+// Entries in the memtable of the store's family (0 when nothing went through it).
+uint64_t MemtableEntries(Database& db, ProjectionStore& store) {
+  uint64_t entries = 0;
+  rocksdb::ColumnFamilyHandle* family =
+      db.Family(ProjectionFamily(store.name(), store.build().version, store.build().generation));
+  EXPECT_TRUE(db.db()->GetIntProperty(family, "rocksdb.num-entries-active-mem-table", &entries));
+  return entries;
+}
+
+TEST_F(ProjectionStoreTest, IngestedCommitsCarryTheirCheckpointAndLaterOnesWin) {
+  // The state key a truncate left in the memtable overlaps the files: they must still land.
+  ASSERT_OK(store_->Truncate(kStateNeedsRebuild));
+  ProjectionBatchOptions options;
+  options.starts_empty = true;
+  options.ingest = true;
+  options.defer_writes = true;
+  ProjectionBatch batch(store_.get(), options);
+  // Keys out of order, one with a byte above 0x7f: files take keys in RocksDB's byte order.
+  for (const char* key : {"m", "\xc3\xa9", "a", "z"}) Put(batch, key, 1);
+  ASSERT_OK(batch.Commit(3));  // Deferred: nothing written yet.
+  EXPECT_EQ(*store_->Checkpoint(), 0u);
+  ASSERT_OK(batch.WriteAll(4));
+  EXPECT_EQ(*store_->Checkpoint(), 4u);
+  EXPECT_EQ(*store_->CountRows(), 4u);
+  Put(batch, "m", 2);
+  Put(batch, "b", 2);
+  ASSERT_OK(batch.WriteAll(9));
+  EXPECT_EQ(MemtableEntries(*db_, *store_), 0u);  // Files, not the memtable and its WAL.
+  ASSERT_OK(store_->SetState(kStateLive));
+  Close();
+  Open();
+  EXPECT_EQ(*store_->Checkpoint(), 9u);
+  EXPECT_EQ(*store_->State(), kStateLive);
+  std::string rows;
+  ASSERT_OK(store_->Scan("", 100, [&](std::string_view key, std::string_view value) {
+    v1::AccountSummary row;
+    EXPECT_TRUE(row.ParseFromArray(value.data(), static_cast<int>(value.size())));
+    rows += StrCat(key, "=", row.transaction_count(), " ");
+    return true;
+  }));
+  EXPECT_EQ(rows, "a=1 b=2 m=2 z=1 \xc3\xa9=1 ");
+}
+
+TEST_F(ProjectionStoreTest, ABatchPastItsRowLimitReadsBackWhatItIngested) {
+  ProjectionBatchOptions options;
+  options.starts_empty = true;
+  options.ingest = true;
+  options.defer_writes = true;
+  options.max_cached_rows = 2;
+  ProjectionBatch batch(store_.get(), options);
+  for (const char* key : {"a", "b", "c"}) Put(batch, key, 1);
+  ASSERT_OK(batch.Commit(3));  // Over the limit: written, and the cache is dropped.
+  EXPECT_EQ(*store_->Checkpoint(), 3u);
+  bool found = false;
+  auto row = batch.Typed<v1::AccountSummary>("b", &found);
+  ASSERT_OK(row);
+  EXPECT_TRUE(found);
+  EXPECT_EQ((*row)->transaction_count(), 1);
+  auto fresh = batch.Typed<v1::AccountSummary>("d", &found);
+  ASSERT_OK(fresh);
+  EXPECT_FALSE(found);
+}
+
+TEST_F(ProjectionStoreTest, OpeningTheDatabaseRemovesFilesLeftBeforeTheirIngestion) {
+  const std::string left = db_->NewIngestPath();
+  {
+    std::ofstream file(left);
+    file << "a crash stopped this file before its ingestion";
+  }
+  ASSERT_TRUE(std::filesystem::exists(left));
+  Close();
+  Open();
+  EXPECT_FALSE(std::filesystem::exists(left));
+  EXPECT_TRUE(std::filesystem::is_directory(std::filesystem::path(left).parent_path()));
 }
 
 }  // namespace
