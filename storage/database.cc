@@ -50,6 +50,11 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   // One budget for the memtables of every family (projection versions come and go), so
   // memory does not grow with their number.
   db_options.db_write_buffer_size = 64 << 20;
+  // Bounds what a start after a crash replays: families holding the oldest WAL are flushed
+  // once the WAL grows past this.
+  db_options.max_total_wal_size = 64 << 20;
+  // SST files (flushes, compactions, a rebuild's ingested files) reach the disk a MiB at a
+  // time instead of in one large sync that the WAL syncs of commands would queue behind.
   db_options.bytes_per_sync = 1 << 20;
   if (options.env != nullptr) db_options.env = options.env;
   database->cache_ = rocksdb::NewLRUCache(options.block_cache_bytes);
@@ -89,6 +94,10 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
 Database::~Database() {
   if (!db_) return;
   absl::MutexLock lock(&mu_);
+  // Memtables written to disk now are WAL the next start need not replay.
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  for (auto& [name, handle] : families_) handles.push_back(handle);
+  db_->Flush(rocksdb::FlushOptions(), handles).PermitUncheckedError();
   for (auto& [name, handle] : families_) db_->DestroyColumnFamilyHandle(handle);
   families_.clear();
   db_->Close().PermitUncheckedError();
