@@ -42,6 +42,14 @@ class WriterPairLock {
   absl::Mutex* const second_;
 };
 
+// Forgets the catalog's shadow build and the rebuild job that makes it.
+void ClearShadow(v1::ProjectionCatalog& catalog) {
+  catalog.clear_shadow();
+  catalog.clear_shadow_rebuild_id();
+  catalog.clear_shadow_request();
+  catalog.clear_shadow_started_micros();
+}
+
 }  // namespace
 
 ProjectionRunner::ProjectionRunner(const Projector* projector,
@@ -538,10 +546,7 @@ absl::Status ProjectionEngine::Promote(std::string_view name) ABSL_NO_THREAD_SAF
     catalog.set_previous(catalog.live());
     catalog.set_live(catalog.shadow());
     catalog.set_retire_at_micros(absl::ToUnixMicros(absl::Now() + options_.rollback_window));
-    catalog.clear_shadow();
-    catalog.clear_shadow_rebuild_id();
-    catalog.clear_shadow_request();
-    catalog.clear_shadow_started_micros();
+    ClearShadow(catalog);
     rocksdb::WriteBatch batch;
     view.shadow->store()->PutState(storage::kStateLive, &batch);
     RETURN_IF_ERROR(CommitCatalog(name, catalog, &batch));
@@ -564,31 +569,8 @@ absl::Status ProjectionEngine::Promote(std::string_view name) ABSL_NO_THREAD_SAF
 }
 
 absl::Status ProjectionEngine::DropShadow(std::string_view name) {
-  absl::MutexLock ops(&ops_mu_);
-  ASSIGN_OR_RETURN(Slot * slot, SlotOf(name));
-  v1::ProjectionCatalog catalog;
-  std::shared_ptr<ProjectionRunner> shadow;
-  {
-    absl::MutexLock lock(&mu_);
-    shadow = slot->shadow;
-    catalog = slot->catalog;
-  }
-  if (!shadow) {
-    return absl::FailedPreconditionError(StrCat("projection ", name, " has no shadow build"));
-  }
-  catalog.clear_shadow();
-  catalog.clear_shadow_rebuild_id();
-  catalog.clear_shadow_request();
-  catalog.clear_shadow_started_micros();
-  rocksdb::WriteBatch batch;
-  RETURN_IF_ERROR(CommitCatalog(name, catalog, &batch));
-  {
-    absl::MutexLock lock(&mu_);
-    slot->shadow = nullptr;
-  }
-  spdlog::info("projection {}: shadow {} dropped", name, shadow->build().ToString());
-  DropBuild(std::move(shadow));
-  return absl::OkStatus();
+  return DropRole(name, &Slot::shadow, "shadow",
+                  [](v1::ProjectionCatalog& catalog) { ClearShadow(catalog); });
 }
 
 absl::Status ProjectionEngine::Rollback(std::string_view name) ABSL_NO_THREAD_SAFETY_ANALYSIS {
@@ -629,28 +611,38 @@ absl::Status ProjectionEngine::Rollback(std::string_view name) ABSL_NO_THREAD_SA
 }
 
 absl::Status ProjectionEngine::RetirePrevious(std::string_view name) {
+  return DropRole(name, &Slot::previous, "previous", [](v1::ProjectionCatalog& catalog) {
+    catalog.clear_previous();
+    catalog.clear_retire_at_micros();
+  });
+}
+
+absl::Status ProjectionEngine::DropRole(std::string_view name,
+                                        std::shared_ptr<ProjectionRunner> Slot::*role,
+                                        const char* role_name,
+                                        const std::function<void(v1::ProjectionCatalog&)>& forget) {
   absl::MutexLock ops(&ops_mu_);
   ASSIGN_OR_RETURN(Slot * slot, SlotOf(name));
   v1::ProjectionCatalog catalog;
-  std::shared_ptr<ProjectionRunner> previous;
+  std::shared_ptr<ProjectionRunner> dropped;
   {
     absl::MutexLock lock(&mu_);
-    previous = slot->previous;
+    dropped = slot->*role;
     catalog = slot->catalog;
   }
-  if (!previous) {
-    return absl::FailedPreconditionError(StrCat("projection ", name, " has no previous build"));
+  if (!dropped) {
+    return absl::FailedPreconditionError(
+        StrCat("projection ", name, " has no ", role_name, " build"));
   }
-  catalog.clear_previous();
-  catalog.clear_retire_at_micros();
+  forget(catalog);
   rocksdb::WriteBatch batch;
   RETURN_IF_ERROR(CommitCatalog(name, catalog, &batch));
   {
     absl::MutexLock lock(&mu_);
-    slot->previous = nullptr;
+    slot->*role = nullptr;
   }
-  spdlog::info("projection {}: previous build {} retired", name, previous->build().ToString());
-  DropBuild(std::move(previous));
+  spdlog::info("projection {}: {} build {} dropped", name, role_name, dropped->build().ToString());
+  DropBuild(std::move(dropped));
   return absl::OkStatus();
 }
 

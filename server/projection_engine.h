@@ -228,6 +228,11 @@ class ProjectionEngine {
                              rocksdb::WriteBatch* batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(ops_mu_);
   // Stops `runner`, waits for queries still reading it, and drops its family.
   void DropBuild(std::shared_ptr<ProjectionRunner> runner);
+  // Drops the build in `role` of projection `name` (FAILED_PRECONDITION when there is none):
+  // `forget` removes it from the catalog, which is committed before the build is dropped.
+  absl::Status DropRole(std::string_view name, std::shared_ptr<ProjectionRunner> Slot::*role,
+                        const char* role_name,
+                        const std::function<void(v1::ProjectionCatalog&)>& forget);
   absl::StatusOr<Slot*> SlotOf(std::string_view name) const;
   void RetireExpired();
 
