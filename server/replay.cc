@@ -1,14 +1,16 @@
 #include "server/replay.h"
 
 #include <algorithm>
+#include <cstring>
 #include <deque>
-#include <map>
 #include <thread>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "domain/event_types.h"
 #include "domain/strings.h"
 #include "spdlog/spdlog.h"
+#include "storage/event_record.h"
 
 namespace fidelis::server {
 
@@ -27,13 +29,13 @@ namespace {
 // Folds one event of a consumed category, whose payload decoded (or failed to), into `rows`
 // under `policy`, and counts it in `stats`. FAILED_PRECONDITION when a FAIL policy stops the
 // replay at this event (recorded in stats.errors, not counted as processed).
-absl::Status ApplyOne(const v1::StoredEvent& event,
+absl::Status ApplyOne(const storage::EventRecord& event,
                       const absl::StatusOr<const google::protobuf::Message*>& decoded,
                       const Projector& projector, const ReplayPolicy& policy, RowStore& rows,
                       ReplayStats& stats, const std::string& label) {
   auto record = [&](std::string message) {
     if (stats.errors.size() < kMaxRecordedErrors) {
-      stats.errors.push_back({event.global_position(), event.type(), std::move(message)});
+      stats.errors.push_back({event.global_position, std::string(event.type), std::move(message)});
     }
   };
   if (!decoded.ok()) {
@@ -41,41 +43,41 @@ absl::Status ApplyOne(const v1::StoredEvent& event,
     std::string message(decoded.status().message());
     if (unknown ? !policy.skip_unknown_events : !policy.skip_handler_errors) {
       record(message);
-      return absl::FailedPreconditionError(StrCat("event ", event.type(), " v",
-                                                  event.schema_version(), " at global position ",
-                                                  event.global_position(), ": ", message));
+      return absl::FailedPreconditionError(StrCat("event ", event.type, " v", event.schema_version,
+                                                  " at global position ", event.global_position,
+                                                  ": ", message));
     }
     spdlog::warn("{}: skipping {} event {} v{} at global position {}: {}", label,
-                 unknown ? "unknown" : "undecodable", event.type(), event.schema_version(),
-                 event.global_position(), message);
+                 unknown ? "unknown" : "undecodable", event.type, event.schema_version,
+                 event.global_position, message);
     if (!unknown) record(message);
     ++stats.events_skipped;
   } else {
     EventView view;
-    view.global_position = event.global_position();
-    view.stream_id = event.stream_id();
-    view.stream_version = event.stream_version();
-    view.type = event.type();
-    view.timestamp_micros = event.timestamp_micros();
+    view.global_position = event.global_position;
+    view.stream_id = event.stream_id;
+    view.stream_version = event.stream_version;
+    view.type = event.type;
+    view.timestamp_micros = event.timestamp_micros;
     view.payload = *decoded;
     absl::Status applied = projector.Apply(view, rows);
     if (!applied.ok()) {
       std::string message(applied.message());
       record(message);
       if (!policy.skip_handler_errors) {
-        return absl::FailedPreconditionError(StrCat("handler failed on ", event.type(),
-                                                    " at global position ", event.global_position(),
+        return absl::FailedPreconditionError(StrCat("handler failed on ", event.type,
+                                                    " at global position ", event.global_position,
                                                     ": ", message));
       }
-      spdlog::error("{}: handler failed on {} at global position {}: {}", label, event.type(),
-                    event.global_position(), message);
+      spdlog::error("{}: handler failed on {} at global position {}: {}", label, event.type,
+                    event.global_position, message);
       ++stats.events_skipped;
     } else {
       ++stats.events_dispatched;
     }
   }
   ++stats.events_processed;
-  stats.last_position = event.global_position();
+  stats.last_position = event.global_position;
   return absl::OkStatus();
 }
 
@@ -98,9 +100,9 @@ absl::Status ReplayRange(const storage::EventStore& store, EventDecoder& decoder
           stats.last_position = event.global_position();
           return true;
         }
-        stop =
-            ApplyOne(event, decoder.Decode(event.type(), event.schema_version(), event.payload()),
-                     projector, policy, rows, stats, label);
+        const storage::EventRecord record = storage::RecordOf(event);
+        stop = ApplyOne(record, decoder.Decode(record.type, record.schema_version, record.payload),
+                        projector, policy, rows, stats, label);
         return stop.ok();
       });
   if (!scanned.ok()) return scanned;
@@ -109,20 +111,48 @@ absl::Status ReplayRange(const storage::EventStore& store, EventDecoder& decoder
 
 namespace {
 
-// One batch of scanned, decoded events. Chunks are recycled: their messages keep their
-// allocations from one batch to the next, so a steady replay does not allocate per event.
+// One batch of scanned, decoded events. Each chunk owns an arena that holds its events and
+// their payloads; recycling a chunk resets the arena, so a steady replay neither allocates nor
+// frees messages one by one (proto3 messages free their sub-messages on every Clear()).
 struct Chunk {
+  static constexpr size_t kArenaBlock = 1 << 20;
+
+  Chunk() : arena_block(new char[kArenaBlock]), arena(ArenaOptions(arena_block.get())) {}
+
   struct Item {
-    v1::StoredEvent event;
-    std::unique_ptr<google::protobuf::Message> payload;  // Reused while the type matches.
+    storage::EventRecord event;  // Views into a copy of the record on `arena`.
+    // The current-schema payload when decoded: on `arena`, or `upcast` when an upcaster
+    // produced it.
+    const google::protobuf::Message* payload = nullptr;
+    std::unique_ptr<google::protobuf::Message> upcast;
     bool consumed = false;
-    bool decoded = false;
-    absl::Status decode_error;
+    absl::Status decode_error;  // Set when a consumed event did not decode.
   };
+
+  // Readies a recycled chunk for the next batch.
+  void Reset() {
+    for (size_t i = 0; i < size; ++i) items[i].upcast.reset();
+    size = 0;
+    scan_status = absl::OkStatus();
+    last = false;
+    arena.Reset();
+  }
+
+  std::unique_ptr<char[]> arena_block;  // The arena's first block, kept across resets.
+  google::protobuf::Arena arena;
   std::vector<Item> items;  // The first `size` are this batch's.
   size_t size = 0;
   absl::Status scan_status;
   bool last = false;
+
+ private:
+  static google::protobuf::ArenaOptions ArenaOptions(char* block) {
+    google::protobuf::ArenaOptions options;
+    options.initial_block = block;
+    options.initial_block_size = kArenaBlock;
+    options.max_block_size = kArenaBlock;
+    return options;
+  }
 };
 
 class ChunkQueue {
@@ -151,14 +181,17 @@ class ChunkQueue {
     absl::MutexLock lock(&mu_);
     free_.push_back(std::move(chunk));
   }
+  // An empty chunk: a recycled one when there is one. The producer resets it, outside the
+  // lock.
   std::unique_ptr<Chunk> Fresh() {
-    absl::MutexLock lock(&mu_);
-    if (free_.empty()) return std::make_unique<Chunk>();
-    auto chunk = std::move(free_.back());
-    free_.pop_back();
-    chunk->size = 0;
-    chunk->scan_status = absl::OkStatus();
-    chunk->last = false;
+    std::unique_ptr<Chunk> chunk;
+    {
+      absl::MutexLock lock(&mu_);
+      if (free_.empty()) return std::make_unique<Chunk>();
+      chunk = std::move(free_.back());
+      free_.pop_back();
+    }
+    chunk->Reset();
     return chunk;
   }
   void Stop() {
@@ -174,72 +207,120 @@ class ChunkQueue {
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// Decodes the payloads of the events a projector consumes, in a chunk's arena. Not
+// thread-safe: the producing thread's.
+class ChunkDecoder {
+ public:
+  ChunkDecoder(const EventRegistry& registry, const Projector& projector)
+      : registry_(registry), projector_(projector) {}
+
+  // Parses `record` into the next item of `chunk`. False (with `error` set) when the record
+  // itself does not parse; a payload that does not decode is the item's decode_error.
+  bool Add(uint64_t position, std::string_view record, Chunk& chunk, absl::Status& error) {
+    if (chunk.size == chunk.items.size()) chunk.items.emplace_back();
+    Chunk::Item& item = chunk.items[chunk.size];
+    char* copy = google::protobuf::Arena::CreateArray<char>(&chunk.arena, record.size());
+    std::memcpy(copy, record.data(), record.size());
+    storage::EventRecord& event = item.event;
+    if (!storage::ParseEventRecord(std::string_view(copy, record.size()), &event)) {
+      error = absl::DataLossError(StrCat("event at global position ", position, " does not parse"));
+      return false;
+    }
+    ++chunk.size;
+    item.payload = nullptr;
+    item.decode_error = absl::OkStatus();
+    item.consumed = Consumes(projector_, event.stream_id);
+    if (!item.consumed) return true;
+    const Schema& schema = SchemaOf(event.type);
+    if (schema.prototype != nullptr && schema.version == event.schema_version) {
+      google::protobuf::Message* payload = schema.prototype->New(&chunk.arena);
+      if (payload->ParseFromArray(event.payload.data(), static_cast<int>(event.payload.size()))) {
+        item.payload = payload;
+      } else {
+        item.decode_error = absl::DataLossError(
+            StrCat("payload of ", event.type, " v", event.schema_version, " does not parse"));
+      }
+      return true;
+    }
+    absl::StatusOr<DecodedEvent> decoded =
+        registry_.Decode(event.type, event.schema_version, event.payload);
+    if (decoded.ok()) {
+      item.upcast = std::move(decoded->payload);
+      item.payload = item.upcast.get();
+    } else {
+      item.decode_error = decoded.status();
+    }
+    return true;
+  }
+
+ private:
+  struct Schema {
+    uint32_t version = 0;
+    const google::protobuf::Message* prototype = nullptr;  // Null for an unknown type.
+  };
+
+  // The current schema of `type`, looked up in the registry once per type. Runs of one type
+  // are common, so the last one is checked first.
+  const Schema& SchemaOf(std::string_view type) {
+    if (last_ != nullptr && last_->first == type) return last_->second;
+    auto it = schemas_.find(ToAbsl(type));
+    if (it == schemas_.end()) {
+      it = schemas_
+               .emplace(std::string(type),
+                        Schema{registry_.CurrentVersion(type), registry_.CurrentPrototype(type)})
+               .first;
+    }
+    last_ = &*it;
+    return it->second;
+  }
+
+  const EventRegistry& registry_;
+  const Projector& projector_;
+  absl::flat_hash_map<std::string, Schema> schemas_;
+  const std::pair<const std::string, Schema>* last_ = nullptr;
+};
+
+// Scans (after_position, up_to_position] into chunks of `batch_size` events and queues them.
+// One iterator reads up to kScanSpan events, so the log's read-ahead is used rather than
+// repeated for every batch, while no iterator pins old files for long.
 void ProduceChunks(const storage::EventStore& store, const EventRegistry& registry,
                    const Projector& projector, uint64_t after_position, uint64_t up_to_position,
                    size_t batch_size, ChunkQueue& queue) {
-  // type -> current version and schema, looked up once per type.
-  std::map<std::string, std::pair<uint32_t, const google::protobuf::Message*>, std::less<>> schemas;
+  constexpr uint64_t kScanSpan = 1 << 16;
+  ChunkDecoder decoder(registry, projector);
+  std::unique_ptr<Chunk> chunk = queue.Fresh();
   uint64_t next = after_position + 1;
-  while (true) {
-    std::unique_ptr<Chunk> chunk = queue.Fresh();
-    const size_t want = static_cast<size_t>(
-        std::min<uint64_t>(batch_size, up_to_position >= next ? up_to_position - next + 1 : 0));
+  bool stopped = false;  // The consumer stopped taking chunks.
+  while (!stopped) {
+    const uint64_t want =
+        up_to_position >= next ? std::min(kScanSpan, up_to_position - next + 1) : 0;
+    absl::Status scan_status;
+    size_t scanned = 0;
     if (want > 0) {
       absl::Status parse_error;
-      absl::Status scanned =
-          store.ScanRaw(next, want, [&](uint64_t position, std::string_view record) {
-            if (chunk->size == chunk->items.size()) chunk->items.emplace_back();
-            Chunk::Item& item = chunk->items[chunk->size];
-            v1::StoredEvent& event = item.event;
-            if (!event.ParseFromArray(record.data(), static_cast<int>(record.size()))) {
-              parse_error = absl::DataLossError(
-                  StrCat("event at global position ", position, " does not parse"));
-              return false;
-            }
-            ++chunk->size;
-            item.decoded = false;
-            item.decode_error = absl::OkStatus();
-            item.consumed = Consumes(projector, event.stream_id());
-            if (!item.consumed) return true;
-            auto schema = schemas.find(event.type());
-            if (schema == schemas.end()) {
-              schema = schemas
-                           .emplace(event.type(),
-                                    std::make_pair(registry.CurrentVersion(event.type()),
-                                                   registry.CurrentPrototype(event.type())))
-                           .first;
-            }
-            const google::protobuf::Message* prototype = schema->second.second;
-            if (prototype != nullptr && schema->second.first == event.schema_version()) {
-              if (!item.payload || item.payload->GetDescriptor() != prototype->GetDescriptor()) {
-                item.payload.reset(prototype->New());
-              }
-              if (item.payload->ParseFromString(event.payload())) {
-                item.decoded = true;
-              } else {
-                item.decode_error = absl::DataLossError(StrCat(
-                    "payload of ", event.type(), " v", event.schema_version(), " does not parse"));
-              }
-              return true;
-            }
-            absl::StatusOr<DecodedEvent> decoded =
-                registry.Decode(event.type(), event.schema_version(), event.payload());
-            if (decoded.ok()) {
-              item.payload = std::move(decoded->payload);
-              item.decoded = true;
-            } else {
-              item.decode_error = decoded.status();
-            }
-            return true;
-          });
+      scan_status = store.ScanRaw(next, want, [&](uint64_t position, std::string_view record) {
+        if (!decoder.Add(position, record, *chunk, parse_error)) return false;
+        ++scanned;
+        next = position + 1;
+        if (chunk->size < batch_size || next > up_to_position) return true;
+        if (!queue.Push(std::move(chunk))) {
+          stopped = true;
+          return false;
+        }
+        chunk = queue.Fresh();
+        return true;
+      });
       // A record that does not parse is reported, not skipped.
-      chunk->scan_status = parse_error.ok() ? scanned : parse_error;
-      if (chunk->size > 0) next = chunk->items[chunk->size - 1].event.global_position() + 1;
+      if (!parse_error.ok()) scan_status = parse_error;
     }
-    chunk->last =
-        want == 0 || chunk->size == 0 || !chunk->scan_status.ok() || next > up_to_position;
-    const bool last = chunk->last;
-    if (!queue.Push(std::move(chunk)) || last) return;
+    if (stopped) return;
+    // The end: the range is done, the log ended early, or it could not be read.
+    if (want == 0 || scanned < want || !scan_status.ok() || next > up_to_position) {
+      chunk->scan_status = scan_status;
+      chunk->last = true;
+      queue.Push(std::move(chunk));
+      return;
+    }
   }
 }
 
@@ -264,11 +345,11 @@ absl::Status PipelinedReplay(const storage::EventStore& store, const EventRegist
       const Chunk::Item& item = chunk->items[i];
       if (!item.consumed) {
         ++batch.events_processed;
-        batch.last_position = item.event.global_position();
+        batch.last_position = item.event.global_position;
         continue;
       }
-      absl::StatusOr<const google::protobuf::Message*> decoded = item.payload.get();
-      if (!item.decoded) decoded = item.decode_error;
+      absl::StatusOr<const google::protobuf::Message*> decoded = item.payload;
+      if (!item.decode_error.ok()) decoded = item.decode_error;
       result = ApplyOne(item.event, decoded, projector, policy, rows, batch, label);
     }
     if (result.ok() && !chunk->scan_status.ok()) result = chunk->scan_status;
