@@ -176,22 +176,19 @@ class ChunkQueue {
     full_.pop_front();
     return chunk;
   }
-  // Recycles a chunk's allocations for the producer.
+  // Resets a used chunk, on the calling (applying) thread, and recycles its allocations for
+  // the producer.
   void Recycle(std::unique_ptr<Chunk> chunk) {
+    chunk->Reset();
     absl::MutexLock lock(&mu_);
     free_.push_back(std::move(chunk));
   }
-  // An empty chunk: a recycled one when there is one. The producer resets it, outside the
-  // lock.
+  // An empty chunk: a recycled one when there is one.
   std::unique_ptr<Chunk> Fresh() {
-    std::unique_ptr<Chunk> chunk;
-    {
-      absl::MutexLock lock(&mu_);
-      if (free_.empty()) return std::make_unique<Chunk>();
-      chunk = std::move(free_.back());
-      free_.pop_back();
-    }
-    chunk->Reset();
+    absl::MutexLock lock(&mu_);
+    if (free_.empty()) return std::make_unique<Chunk>();
+    std::unique_ptr<Chunk> chunk = std::move(free_.back());
+    free_.pop_back();
     return chunk;
   }
   void Stop() {
@@ -207,30 +204,35 @@ class ChunkQueue {
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// Copies `record` into the next item of `chunk` and parses its envelope. False (with `error`
+// set) when the record does not parse.
+bool AddRecord(const Projector& projector, uint64_t position, std::string_view record, Chunk& chunk,
+               absl::Status& error) {
+  if (chunk.size == chunk.items.size()) chunk.items.emplace_back();
+  Chunk::Item& item = chunk.items[chunk.size];
+  char* copy = google::protobuf::Arena::CreateArray<char>(&chunk.arena, record.size());
+  std::memcpy(copy, record.data(), record.size());
+  if (!storage::ParseEventRecord(std::string_view(copy, record.size()), &item.event)) {
+    error = absl::DataLossError(StrCat("event at global position ", position, " does not parse"));
+    return false;
+  }
+  ++chunk.size;
+  item.payload = nullptr;
+  item.decode_error = absl::OkStatus();
+  item.consumed = Consumes(projector, item.event.stream_id);
+  return true;
+}
+
 // Decodes the payloads of the events a projector consumes, in a chunk's arena. Not
-// thread-safe: the producing thread's.
+// thread-safe: the applying thread's, which has more idle time than the reading one.
 class ChunkDecoder {
  public:
-  ChunkDecoder(const EventRegistry& registry, const Projector& projector)
-      : registry_(registry), projector_(projector) {}
+  explicit ChunkDecoder(const EventRegistry& registry) : registry_(registry) {}
 
-  // Parses `record` into the next item of `chunk`. False (with `error` set) when the record
-  // itself does not parse; a payload that does not decode is the item's decode_error.
-  bool Add(uint64_t position, std::string_view record, Chunk& chunk, absl::Status& error) {
-    if (chunk.size == chunk.items.size()) chunk.items.emplace_back();
-    Chunk::Item& item = chunk.items[chunk.size];
-    char* copy = google::protobuf::Arena::CreateArray<char>(&chunk.arena, record.size());
-    std::memcpy(copy, record.data(), record.size());
-    storage::EventRecord& event = item.event;
-    if (!storage::ParseEventRecord(std::string_view(copy, record.size()), &event)) {
-      error = absl::DataLossError(StrCat("event at global position ", position, " does not parse"));
-      return false;
-    }
-    ++chunk.size;
-    item.payload = nullptr;
-    item.decode_error = absl::OkStatus();
-    item.consumed = Consumes(projector_, event.stream_id);
-    if (!item.consumed) return true;
+  // Decodes the payload of `item`, an event the projector consumes, into `chunk`'s arena;
+  // a payload that does not decode becomes the item's decode_error.
+  void Decode(Chunk& chunk, Chunk::Item& item) {
+    const storage::EventRecord& event = item.event;
     const Schema& schema = SchemaOf(event.type);
     if (schema.prototype != nullptr && schema.version == event.schema_version) {
       google::protobuf::Message* payload = schema.prototype->New(&chunk.arena);
@@ -240,7 +242,7 @@ class ChunkDecoder {
         item.decode_error = absl::DataLossError(
             StrCat("payload of ", event.type, " v", event.schema_version, " does not parse"));
       }
-      return true;
+      return;
     }
     absl::StatusOr<DecodedEvent> decoded =
         registry_.Decode(event.type, event.schema_version, event.payload);
@@ -250,7 +252,6 @@ class ChunkDecoder {
     } else {
       item.decode_error = decoded.status();
     }
-    return true;
   }
 
  private:
@@ -275,7 +276,6 @@ class ChunkDecoder {
   }
 
   const EventRegistry& registry_;
-  const Projector& projector_;
   absl::flat_hash_map<std::string, Schema> schemas_;
   const std::pair<const std::string, Schema>* last_ = nullptr;
 };
@@ -283,11 +283,10 @@ class ChunkDecoder {
 // Scans (after_position, up_to_position] into chunks of `batch_size` events and queues them.
 // One iterator reads up to kScanSpan events, so the log's read-ahead is used rather than
 // repeated for every batch, while no iterator pins old files for long.
-void ProduceChunks(const storage::EventStore& store, const EventRegistry& registry,
-                   const Projector& projector, uint64_t after_position, uint64_t up_to_position,
-                   size_t batch_size, ChunkQueue& queue) {
+void ProduceChunks(const storage::EventStore& store, const Projector& projector,
+                   uint64_t after_position, uint64_t up_to_position, size_t batch_size,
+                   ChunkQueue& queue) {
   constexpr uint64_t kScanSpan = 1 << 16;
-  ChunkDecoder decoder(registry, projector);
   std::unique_ptr<Chunk> chunk = queue.Fresh();
   uint64_t next = after_position + 1;
   bool stopped = false;  // The consumer stopped taking chunks.
@@ -299,7 +298,7 @@ void ProduceChunks(const storage::EventStore& store, const EventRegistry& regist
     if (want > 0) {
       absl::Status parse_error;
       scan_status = store.ScanRaw(next, want, [&](uint64_t position, std::string_view record) {
-        if (!decoder.Add(position, record, *chunk, parse_error)) return false;
+        if (!AddRecord(projector, position, record, *chunk, parse_error)) return false;
         ++scanned;
         next = position + 1;
         if (chunk->size < batch_size || next > up_to_position) return true;
@@ -335,19 +334,21 @@ absl::Status PipelinedReplay(const storage::EventStore& store, const EventRegist
   ChunkQueue queue(/*capacity=*/3);
   std::thread producer([&] {
     if (reader_thread_init) reader_thread_init();
-    ProduceChunks(store, registry, projector, after_position, up_to_position, batch_size, queue);
+    ProduceChunks(store, projector, after_position, up_to_position, batch_size, queue);
   });
+  ChunkDecoder decoder(registry);
   absl::Status result;
   while (true) {
     std::unique_ptr<Chunk> chunk = queue.Pop();
     ReplayStats batch;
     for (size_t i = 0; i < chunk->size && result.ok(); ++i) {
-      const Chunk::Item& item = chunk->items[i];
+      Chunk::Item& item = chunk->items[i];
       if (!item.consumed) {
         ++batch.events_processed;
         batch.last_position = item.event.global_position;
         continue;
       }
+      decoder.Decode(*chunk, item);
       absl::StatusOr<const google::protobuf::Message*> decoded = item.payload;
       if (!item.decode_error.ok()) decoded = item.decode_error;
       result = ApplyOne(item.event, decoded, projector, policy, rows, batch, label);
