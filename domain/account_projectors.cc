@@ -222,6 +222,14 @@ const google::protobuf::Message* AccountReportProjector::RowType(std::string_vie
   return &v1::AccountReport::default_instance();
 }
 
+std::string_view AccountSummaryProjector::RowKeyHint(std::string_view stream_id) const {
+  return StreamEntityId(stream_id);
+}
+
+std::string_view AccountReportProjector::RowKeyHint(std::string_view stream_id) const {
+  return StreamEntityId(stream_id);
+}
+
 const google::protobuf::Message* LedgerTotalsProjector::RowType(std::string_view key) const {
   if (key.substr(0, 9) == "currency/") return &v1::CurrencyTotal::default_instance();
   if (key.substr(0, 4) == "day/") return &v1::DailyTransfers::default_instance();

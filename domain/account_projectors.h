@@ -28,6 +28,7 @@ class AccountSummaryProjector : public Projector {
   const std::vector<std::string>& categories() const override;
   absl::Status Apply(const EventView& event, RowStore& rows) const override;
   const google::protobuf::Message* RowType(std::string_view key) const override;
+  std::string_view RowKeyHint(std::string_view stream_id) const override;
 };
 
 class AccountReportProjector : public Projector {
@@ -39,6 +40,7 @@ class AccountReportProjector : public Projector {
   const std::vector<std::string>& categories() const override;
   absl::Status Apply(const EventView& event, RowStore& rows) const override;
   const google::protobuf::Message* RowType(std::string_view key) const override;
+  std::string_view RowKeyHint(std::string_view stream_id) const override;
 
  private:
   const uint32_t version_;

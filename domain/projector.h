@@ -54,6 +54,10 @@ class RowStore {
     }
     return static_cast<T*>(*row);
   }
+
+  // A hint that a row under `key` is about to be asked for, so a store that caches rows can
+  // start loading it into the CPU cache. Never needed for correctness.
+  virtual void Prefetch(std::string_view key) {}
 };
 
 class Projector {
@@ -70,6 +74,10 @@ class Projector {
   // The message type stored under row `key`, for tools that show rows (DiffProjection); null
   // when unknown, and the row is then shown as bytes.
   virtual const google::protobuf::Message* RowType(std::string_view key) const { return nullptr; }
+  // The key of the row an event of `stream_id` touches, when it follows from the stream alone
+  // (rows keyed by the stream's entity); empty otherwise. A replay uses it to prefetch rows a
+  // few events ahead; Apply still decides which rows it touches.
+  virtual std::string_view RowKeyHint(std::string_view stream_id) const { return {}; }
 
   // Folds one event into `rows`. Events of a consumed category that the projector has no
   // handler for are ignored (OK). A non-OK status is a handler error: the engine records it

@@ -25,6 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "domain/projector.h"
+#include "domain/strings.h"
 #include "fidelis/v1/events.pb.h"
 #include "google/protobuf/arena.h"
 #include "storage/database.h"
@@ -154,6 +155,7 @@ class ProjectionBatch : public RowStore {
   absl::StatusOr<google::protobuf::Message*> Row(std::string_view key,
                                                  const google::protobuf::Message& prototype,
                                                  bool* found) override;
+  void Prefetch(std::string_view key) override { rows_.prefetch(ToAbsl(key)); }
 
   // Writes every row changed since the last commit and `checkpoint` atomically: through the
   // WAL, not synced (a process crash loses nothing, a power cut loses a suffix that is replayed

@@ -123,5 +123,26 @@ TEST_F(AccountProjectorsTest, AnEventBeforeTheOpeningIsAHandlerError) {
   EXPECT_CODE(projector.Apply(view, rows_), kFailedPrecondition);
 }
 
+// A replay prefetches the row RowKeyHint names; it must be the one Apply touches.
+TEST_F(AccountProjectorsTest, RowKeyHintNamesTheRowApplyTouches) {
+  const AccountSummaryProjector summary;
+  const AccountReportProjector report_v1(1), report_v2(2);
+  for (const Projector* projector :
+       std::initializer_list<const Projector*>{&summary, &report_v1, &report_v2}) {
+    testing::FakeRowStore rows;
+    std::swap(rows, rows_);
+    FeedHistory(*projector);
+    std::swap(rows, rows_);
+    const std::string hint(projector->RowKeyHint(stream_));
+    EXPECT_EQ(hint, kId) << projector->name() << " v" << projector->version();
+    EXPECT_EQ(rows.size(), 1u);
+    bool found = false;
+    ASSERT_OK(rows.Row(hint, *projector->RowType(hint), &found).status());
+    EXPECT_TRUE(found) << projector->name() << " v" << projector->version();
+  }
+  // Rows not keyed by the stream give no hint.
+  EXPECT_EQ(LedgerTotalsProjector().RowKeyHint(stream_), "");
+}
+
 }  // namespace
 }  // namespace fidelis
