@@ -30,32 +30,56 @@ const google::protobuf::Message* EventRegistry::CurrentPrototype(std::string_vie
   return it->second.rbegin()->second.prototype;
 }
 
+namespace {
+
+absl::StatusOr<const google::protobuf::Message*> ParseInto(google::protobuf::Message* message,
+                                                           std::string_view type,
+                                                           uint32_t schema_version,
+                                                           std::string_view payload) {
+  if (!message->ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+    return absl::DataLossError(
+        StrCat("payload of ", type, " v", schema_version, " does not parse"));
+  }
+  return message;
+}
+
+}  // namespace
+
+EventDecoder::Current& EventDecoder::CurrentOf(std::string_view type) {
+  if (last_ != nullptr && last_->first == type) return last_->second;
+  auto it = current_.find(type);
+  if (it == current_.end()) {
+    it = current_.emplace(std::string(type), Current{}).first;
+    it->second.version = registry_->CurrentVersion(type);
+    it->second.prototype = registry_->CurrentPrototype(type);
+  }
+  last_ = &*it;
+  return it->second;
+}
+
 absl::StatusOr<const google::protobuf::Message*> EventDecoder::Decode(std::string_view type,
                                                                       uint32_t schema_version,
                                                                       std::string_view payload) {
-  auto it = current_.find(type);
-  if (it == current_.end()) {
-    const google::protobuf::Message* prototype = registry_->CurrentPrototype(type);
-    if (prototype != nullptr) {
-      it =
-          current_
-              .emplace(std::string(type),
-                       std::make_pair(registry_->CurrentVersion(type),
-                                      std::unique_ptr<google::protobuf::Message>(prototype->New())))
-              .first;
-    }
-  }
-  if (it != current_.end() && it->second.first == schema_version) {
-    google::protobuf::Message* message = it->second.second.get();
-    if (!message->ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
-      return absl::DataLossError(
-          StrCat("payload of ", type, " v", schema_version, " does not parse"));
-    }
-    return message;
+  Current& current = CurrentOf(type);
+  if (current.prototype != nullptr && current.version == schema_version) {
+    if (!current.reused) current.reused.reset(current.prototype->New());
+    return ParseInto(current.reused.get(), type, schema_version, payload);
   }
   ASSIGN_OR_RETURN(DecodedEvent decoded, registry_->Decode(type, schema_version, payload));
   upcast_ = std::move(decoded.payload);
   return upcast_.get();
+}
+
+absl::StatusOr<const google::protobuf::Message*> EventDecoder::DecodeOnArena(
+    std::string_view type, uint32_t schema_version, std::string_view payload,
+    google::protobuf::Arena* arena, std::unique_ptr<google::protobuf::Message>* upcast) {
+  const Current& current = CurrentOf(type);
+  if (current.prototype != nullptr && current.version == schema_version) {
+    return ParseInto(current.prototype->New(arena), type, schema_version, payload);
+  }
+  ASSIGN_OR_RETURN(DecodedEvent decoded, registry_->Decode(type, schema_version, payload));
+  *upcast = std::move(decoded.payload);
+  return upcast->get();
 }
 
 absl::StatusOr<std::unique_ptr<google::protobuf::Message>> EventRegistry::ParseAsStored(

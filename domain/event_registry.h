@@ -72,26 +72,40 @@ class EventRegistry {
   std::map<std::string, std::map<uint32_t, Version>, std::less<>> types_;
 };
 
-// Decodes events for one thread, reusing one message per type between calls so that a replay
-// does not allocate per event. Not thread-safe: one decoder per thread. The registry must
-// outlive it.
+// Decodes events for one thread, looking each type's current schema up once. Not
+// thread-safe: one decoder per thread. The registry must outlive it.
 class EventDecoder {
  public:
   explicit EventDecoder(const EventRegistry* registry) : registry_(registry) {}
 
   // As EventRegistry::Decode, but the returned message belongs to the decoder and stays valid
-  // until the next call.
+  // until the next call (one message per type is reused, so a replay does not allocate per
+  // event).
   absl::StatusOr<const google::protobuf::Message*> Decode(std::string_view type,
                                                           uint32_t schema_version,
                                                           std::string_view payload);
 
+  // As Decode, but a payload in the current schema is parsed into a new message on `arena`
+  // (valid as long as the arena), and an upcast result is handed to `*upcast`, which owns it.
+  absl::StatusOr<const google::protobuf::Message*> DecodeOnArena(
+      std::string_view type, uint32_t schema_version, std::string_view payload,
+      google::protobuf::Arena* arena, std::unique_ptr<google::protobuf::Message>* upcast);
+
  private:
+  struct Current {
+    uint32_t version = 0;
+    const google::protobuf::Message* prototype = nullptr;  // Null for an unknown type.
+    std::unique_ptr<google::protobuf::Message> reused;     // Decode's message, made lazily.
+  };
+
+  // The current schema of `type`. Runs of one type are common, so the last one is checked
+  // first (map nodes do not move, so the pointer stays valid).
+  Current& CurrentOf(std::string_view type);
+
   const EventRegistry* const registry_;
-  // type -> (current version, reusable message)
-  std::map<std::string, std::pair<uint32_t, std::unique_ptr<google::protobuf::Message>>,
-           std::less<>>
-      current_;
-  std::unique_ptr<google::protobuf::Message> upcast_;  // The last upcast result.
+  std::map<std::string, Current, std::less<>> current_;
+  std::pair<const std::string, Current>* last_ = nullptr;
+  std::unique_ptr<google::protobuf::Message> upcast_;  // Decode's last upcast result.
 };
 
 // The registry for the account domain: current schemas, the retired v1 schemas of

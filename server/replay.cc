@@ -5,7 +5,6 @@
 #include <deque>
 #include <thread>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "domain/event_types.h"
 #include "domain/strings.h"
@@ -121,12 +120,10 @@ struct Chunk {
 
   struct Item {
     storage::EventRecord event;  // Views into a copy of the record on `arena`.
-    // The current-schema payload when decoded: on `arena`, or `upcast` when an upcaster
-    // produced it.
-    const google::protobuf::Message* payload = nullptr;
-    std::unique_ptr<google::protobuf::Message> upcast;
     bool consumed = false;
-    absl::Status decode_error;  // Set when a consumed event did not decode.
+    // The payload when an upcaster produced it; payloads in the current schema are decoded
+    // on `arena`.
+    std::unique_ptr<google::protobuf::Message> upcast;
   };
 
   // Readies a recycled chunk for the next batch.
@@ -217,68 +214,9 @@ bool AddRecord(const Projector& projector, uint64_t position, std::string_view r
     return false;
   }
   ++chunk.size;
-  item.payload = nullptr;
-  item.decode_error = absl::OkStatus();
   item.consumed = Consumes(projector, item.event.stream_id);
   return true;
 }
-
-// Decodes the payloads of the events a projector consumes, in a chunk's arena. Not
-// thread-safe: the applying thread's, which has more idle time than the reading one.
-class ChunkDecoder {
- public:
-  explicit ChunkDecoder(const EventRegistry& registry) : registry_(registry) {}
-
-  // Decodes the payload of `item`, an event the projector consumes, into `chunk`'s arena;
-  // a payload that does not decode becomes the item's decode_error.
-  void Decode(Chunk& chunk, Chunk::Item& item) {
-    const storage::EventRecord& event = item.event;
-    const Schema& schema = SchemaOf(event.type);
-    if (schema.prototype != nullptr && schema.version == event.schema_version) {
-      google::protobuf::Message* payload = schema.prototype->New(&chunk.arena);
-      if (payload->ParseFromArray(event.payload.data(), static_cast<int>(event.payload.size()))) {
-        item.payload = payload;
-      } else {
-        item.decode_error = absl::DataLossError(
-            StrCat("payload of ", event.type, " v", event.schema_version, " does not parse"));
-      }
-      return;
-    }
-    absl::StatusOr<DecodedEvent> decoded =
-        registry_.Decode(event.type, event.schema_version, event.payload);
-    if (decoded.ok()) {
-      item.upcast = std::move(decoded->payload);
-      item.payload = item.upcast.get();
-    } else {
-      item.decode_error = decoded.status();
-    }
-  }
-
- private:
-  struct Schema {
-    uint32_t version = 0;
-    const google::protobuf::Message* prototype = nullptr;  // Null for an unknown type.
-  };
-
-  // The current schema of `type`, looked up in the registry once per type. Runs of one type
-  // are common, so the last one is checked first.
-  const Schema& SchemaOf(std::string_view type) {
-    if (last_ != nullptr && last_->first == type) return last_->second;
-    auto it = schemas_.find(ToAbsl(type));
-    if (it == schemas_.end()) {
-      it = schemas_
-               .emplace(std::string(type),
-                        Schema{registry_.CurrentVersion(type), registry_.CurrentPrototype(type)})
-               .first;
-    }
-    last_ = &*it;
-    return it->second;
-  }
-
-  const EventRegistry& registry_;
-  absl::flat_hash_map<std::string, Schema> schemas_;
-  const std::pair<const std::string, Schema>* last_ = nullptr;
-};
 
 // Scans (after_position, up_to_position] into chunks of `batch_size` events and queues them.
 // One iterator reads up to kScanSpan events, so the log's read-ahead is used rather than
@@ -337,7 +275,8 @@ absl::Status PipelinedReplay(const storage::EventStore& store, const EventRegist
     if (reader_thread_init) reader_thread_init();
     ProduceChunks(store, projector, after_position, up_to_position, batch_size, queue);
   });
-  ChunkDecoder decoder(registry);
+  // The applying thread decodes, having more idle time than the reading one.
+  EventDecoder decoder(&registry);
   absl::Status result;
   while (true) {
     std::unique_ptr<Chunk> chunk = queue.Pop();
@@ -357,9 +296,9 @@ absl::Status PipelinedReplay(const storage::EventStore& store, const EventRegist
         batch.last_position = item.event.global_position;
         continue;
       }
-      decoder.Decode(*chunk, item);
-      absl::StatusOr<const google::protobuf::Message*> decoded = item.payload;
-      if (!item.decode_error.ok()) decoded = item.decode_error;
+      const storage::EventRecord& event = item.event;
+      absl::StatusOr<const google::protobuf::Message*> decoded = decoder.DecodeOnArena(
+          event.type, event.schema_version, event.payload, &chunk->arena, &item.upcast);
       result = ApplyOne(item.event, decoded, projector, policy, rows, batch, label);
     }
     if (result.ok() && !chunk->scan_status.ok()) result = chunk->scan_status;

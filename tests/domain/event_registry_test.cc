@@ -95,5 +95,44 @@ TEST(EventRegistryTest, AMissingLinkInTheChainIsNotFound) {
   EXPECT_OK(registry.Decode("Thing", 3, ""));
 }
 
+// Both decoder entry points, over runs of one type and switches between types (the decoder
+// remembers the last type looked up).
+TEST(EventDecoderTest, DecodesCurrentAndOldSchemasReusedOrOnAnArena) {
+  EventRegistry registry = MakeAccountEventRegistry("EUR");
+  EventDecoder decoder(&registry);
+  v1::DepositMade deposit;
+  deposit.mutable_amount()->set_minor_units(500);
+  v1::WithdrawalMadeV1 old;
+  old.set_amount(1.25);
+  google::protobuf::Arena arena;
+  for (int round = 0; round < 2; ++round) {
+    auto reused = decoder.Decode(kDepositMade, 2, deposit.SerializeAsString());
+    ASSERT_OK(reused);
+    EXPECT_EQ(static_cast<const v1::DepositMade*>(*reused)->amount().minor_units(), 500);
+    EXPECT_EQ((*reused)->GetArena(), nullptr);
+
+    std::unique_ptr<google::protobuf::Message> upcast;
+    auto on_arena =
+        decoder.DecodeOnArena(kDepositMade, 2, deposit.SerializeAsString(), &arena, &upcast);
+    ASSERT_OK(on_arena);
+    EXPECT_EQ((*on_arena)->GetArena(), &arena);
+    EXPECT_NE(*on_arena, *reused);
+    EXPECT_EQ(upcast, nullptr);
+
+    auto upcast_result =
+        decoder.DecodeOnArena(kWithdrawalMade, 1, old.SerializeAsString(), &arena, &upcast);
+    ASSERT_OK(upcast_result);
+    ASSERT_NE(upcast, nullptr);
+    EXPECT_EQ(*upcast_result, upcast.get());
+    EXPECT_EQ(static_cast<const v1::WithdrawalMade*>(*upcast_result)->amount().minor_units(), 125);
+  }
+  std::unique_ptr<google::protobuf::Message> upcast;
+  EXPECT_CODE(
+      decoder.DecodeOnArena(kDepositMade, 2, std::string("\xff\xff\xff\xff", 4), &arena, &upcast),
+      kDataLoss);
+  EXPECT_CODE(decoder.DecodeOnArena("InterestAccrued", 1, "", &arena, &upcast), kNotFound);
+  EXPECT_CODE(decoder.Decode("InterestAccrued", 1, ""), kNotFound);
+}
+
 }  // namespace
 }  // namespace fidelis
