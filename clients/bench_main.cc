@@ -201,8 +201,8 @@ std::function<void(std::function<void(bool)>)> PingIssuer(v1::AccountCommands::S
   return [&stub](std::function<void(bool)> done) {
     auto* call = new Call;
     stub.async()->Ping(&call->context, &call->ping, &call->pong, [call, done](grpc::Status s) {
+      delete call;  // Before done(): once the last call is done, the caller may exit.
       done(s.ok());
-      delete call;
     });
   };
 }
@@ -214,8 +214,8 @@ std::function<void(std::function<void(bool)>)> CommandIssuer(v1::AccountCommands
     const uint64_t n = counter->fetch_add(1);
     auto* call = new Call;
     auto finish = [call, done](grpc::Status s) {
+      delete call;  // Before done(): once the last call is done, the caller may exit.
       done(s.ok());
-      delete call;
     };
     const std::string& id = ids[(n * 2654435761u) % ids.size()];
     if (n % 5 < 3) {
