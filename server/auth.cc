@@ -18,7 +18,7 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
-absl::Status Authenticator::Check(const grpc::ServerContext& context, Scope scope) const {
+absl::Status Authenticator::Check(const grpc::ServerContextBase& context, Scope scope) const {
   const std::string& expected = scope == Scope::kAdmin ? admin_token_ : client_token_;
   if (expected.empty()) return absl::OkStatus();
   const char* what = scope == Scope::kAdmin ? "an admin token" : "a client token";

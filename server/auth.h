@@ -27,7 +27,7 @@ class Authenticator {
   Authenticator(std::string admin_token, std::string client_token)
       : admin_token_(std::move(admin_token)), client_token_(std::move(client_token)) {}
 
-  absl::Status Check(const grpc::ServerContext& context, Scope scope) const;
+  absl::Status Check(const grpc::ServerContextBase& context, Scope scope) const;
 
   bool admin_protected() const { return !admin_token_.empty(); }
   bool client_protected() const { return !client_token_.empty(); }

@@ -4,6 +4,7 @@
 
 #include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "domain/errors.h"
 #include "domain/event_types.h"
@@ -30,8 +31,8 @@ CommandOutcome OutcomeFor(const storage::AppendResult& result, std::string_view 
   return outcome;
 }
 
-absl::Status CheckDeadline(const CommandContext& context) {
-  if (absl::Now() >= context.deadline) {
+absl::Status CheckDeadline(absl::Time deadline) {
+  if (absl::Now() >= deadline) {
     return absl::DeadlineExceededError("the call's deadline passed before the command was written");
   }
   return absl::OkStatus();
@@ -51,7 +52,42 @@ absl::Status ExpectedVersionMismatch(std::string_view stream, int64_t expected, 
                                    expected, ", current version is ", actual));
 }
 
+// Runs an asynchronous command and waits for its outcome.
+template <typename Outcome, typename Start>
+absl::StatusOr<Outcome> Wait(Start start) {
+  absl::Notification finished;
+  absl::StatusOr<Outcome> outcome;
+  start([&](absl::StatusOr<Outcome> result) {
+    outcome = std::move(result);
+    finished.Notify();
+  });
+  finished.WaitForNotification();
+  return outcome;
+}
+
 }  // namespace
+
+// A command in flight, shared by the attempt being written and the callbacks that follow it.
+// Only one thread uses it at a time: the caller's for the first attempt, then the writer's.
+struct CommandHandler::Operation {
+  // Loads, checks and decides against the current state, and fills `request`. A non-OK status
+  // ends the command with that status.
+  std::function<absl::Status(storage::AppendRequest& request)> prepare;
+  // Ends the command after its append succeeded.
+  std::function<void(const storage::AppendResult& result)> commit;
+  // Ends the command with an error.
+  std::function<void(absl::Status status)> fail;
+  // Whether an append error is a conflict to decide again; forgets what was cached. Default:
+  // never.
+  std::function<bool(const absl::Status& status)> retry = [](const absl::Status&) {
+    return false;
+  };
+  // The caller's status for an append error that is not retried.
+  std::function<absl::Status(const absl::Status& status)> map_error = MapAppendError;
+  absl::Time deadline = absl::InfiniteFuture();
+  std::string contention_message;
+  int attempts = 0;
+};
 
 std::string HexId(uint64_t a, uint64_t b) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -189,130 +225,209 @@ absl::StatusOr<std::optional<storage::AppendResult>> CommandHandler::Deduplicate
   return result;
 }
 
-absl::StatusOr<CommandOutcome> CommandHandler::Execute(const std::string& account_id,
-                                                       const CommandContext& context,
-                                                       const Decider& decide) {
-  ASSIGN_OR_RETURN(std::optional<storage::AppendResult> earlier, Deduplicate(context));
-  const std::string stream = AccountStream(account_id);
-  if (earlier) return OutcomeFor(*earlier, stream);
-  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
-    ASSIGN_OR_RETURN(AccountState state, Load(account_id));
-    if (context.expected_version && *context.expected_version != state.version) {
-      return ExpectedVersionMismatch(stream, *context.expected_version, state.version);
-    }
-    ASSIGN_OR_RETURN(std::vector<NewEvent> events, decide(state));
-    storage::AppendRequest request;
-    storage::StreamAppend& append = request.streams.emplace_back();
-    append.stream_id = stream;
-    append.expected_version = state.version;
-    for (const NewEvent& event : events) append.events.push_back(ToAppend(event, context));
-    request.command_id = context.command_id;
-    request.fingerprint = context.fingerprint;
-    RETURN_IF_ERROR(CheckDeadline(context));
-    absl::StatusOr<storage::AppendResult> result = store_->Append(std::move(request));
-    if (result.ok()) {
-      if (!result->deduplicated) {
-        const int64_t previous = state.version;
-        for (const NewEvent& event : events) {
-          RETURN_IF_ERROR(ApplyAccountEvent(state, event.type, *event.payload));
-        }
-        Remember(state);
-        MaybeSnapshot(state, previous);
-      }
-      return OutcomeFor(*result, stream);
-    }
-    if (result.status().code() != absl::StatusCode::kAborted) {
-      return MapAppendError(result.status());
-    }
-    Forget(account_id);
-    if (context.expected_version) return result.status();
-  }
-  return absl::AbortedError(
-      StrCat("account ", account_id, " is under heavy contention; retry the command"));
-}
-
-absl::StatusOr<CommandOutcome> CommandHandler::Open(OpenAccountCommand command,
-                                                    const CommandContext& context) {
-  command.account_id = NewId();
-  RETURN_IF_ERROR(Validate(command));
-  ASSIGN_OR_RETURN(std::optional<storage::AppendResult> earlier, Deduplicate(context));
-  if (earlier) return OutcomeFor(*earlier, "");
-  if (context.expected_version && *context.expected_version != 0) {
-    return absl::AbortedError(StrCat("a new account's stream is at version 0, expected version ",
-                                     *context.expected_version));
-  }
-  ASSIGN_OR_RETURN(std::vector<NewEvent> events, DecideOpen(AccountState{}, command));
+void CommandHandler::Attempt(std::shared_ptr<Operation> op) {
   storage::AppendRequest request;
-  request.streams.reserve(2);
-  const std::string stream = AccountStream(command.account_id);
-  storage::StreamAppend& account = request.streams.emplace_back();
-  account.stream_id = stream;
-  account.expected_version = storage::kExpectNoStream;
-  for (const NewEvent& event : events) account.events.push_back(ToAppend(event, context));
-  const std::string reservation_stream = AccountNumberStream(command.account_number);
-  storage::StreamAppend& reservation = request.streams.emplace_back();
-  reservation.stream_id = reservation_stream;
-  reservation.expected_version = storage::kExpectNoStream;
-  reservation.events.push_back(ToAppend(AccountNumberReservation(command), context));
-  request.command_id = context.command_id;
-  request.fingerprint = context.fingerprint;
-  RETURN_IF_ERROR(CheckDeadline(context));
-  absl::StatusOr<storage::AppendResult> result = store_->Append(std::move(request));
-  if (!result.ok()) {
-    auto conflict = result.status().GetPayload(storage::kConflictStreamPayloadKey);
-    if (result.status().code() == absl::StatusCode::kAborted && conflict &&
-        std::string(*conflict) == reservation_stream) {
-      return absl::AlreadyExistsError(
-          StrCat("an account with account_number ", command.account_number, " already exists"));
-    }
-    return MapAppendError(result.status());
+  absl::Status prepared = op->prepare(request);
+  if (prepared.ok()) prepared = CheckDeadline(op->deadline);
+  if (!prepared.ok()) {
+    op->fail(std::move(prepared));
+    return;
   }
-  if (!result->deduplicated) {
-    AccountState state;
-    for (const NewEvent& event : events) {
-      RETURN_IF_ERROR(ApplyAccountEvent(state, event.type, *event.payload));
+  store_->AppendAsync(std::move(request), [this, op = std::move(op)](
+                                              absl::StatusOr<storage::AppendResult> result) mutable {
+    if (result.ok()) {
+      op->commit(*result);
+    } else if (!op->retry(result.status())) {
+      op->fail(op->map_error(result.status()));
+    } else if (++op->attempts < kMaxAttempts) {
+      Attempt(std::move(op));
+    } else {
+      op->fail(absl::AbortedError(op->contention_message));
     }
-    Remember(state);
-  }
-  return OutcomeFor(*result, "");
-}
-
-absl::StatusOr<CommandOutcome> CommandHandler::Deposit(const DepositCommand& command,
-                                                       const CommandContext& context) {
-  RETURN_IF_ERROR(ValidateDeposit(command));
-  return Execute(command.account_id, context,
-                 [&command](const AccountState& state) { return DecideDeposit(state, command); });
-}
-
-absl::StatusOr<CommandOutcome> CommandHandler::Withdraw(const WithdrawalCommand& command,
-                                                        const CommandContext& context) {
-  RETURN_IF_ERROR(ValidateWithdrawal(command));
-  return Execute(command.account_id, context, [&command](const AccountState& state) {
-    return DecideWithdrawal(state, command);
   });
 }
 
-absl::StatusOr<CommandOutcome> CommandHandler::Close(const CloseAccountCommand& command,
-                                                     const CommandContext& context) {
-  RETURN_IF_ERROR(Validate(command));
-  return Execute(command.account_id, context,
-                 [&command](const AccountState& state) { return DecideClose(state, command); });
+void CommandHandler::Execute(std::string account_id, const CommandContext& context,
+                             Decider decide, CommandDone done) {
+  auto finish = std::make_shared<CommandDone>(std::move(done));
+  std::string stream = AccountStream(account_id);
+  absl::StatusOr<std::optional<storage::AppendResult>> earlier = Deduplicate(context);
+  if (!earlier.ok() || earlier->has_value()) {
+    std::move (*finish)(earlier.ok() ? absl::StatusOr<CommandOutcome>(OutcomeFor(**earlier, stream))
+                                     : earlier.status());
+    return;
+  }
+  // What one attempt decided, for its commit.
+  struct Decision {
+    AccountState state;
+    std::vector<NewEvent> events;
+  };
+  auto decision = std::make_shared<Decision>();
+  auto op = std::make_shared<Operation>();
+  op->prepare = [this, account_id, stream, context, decide = std::move(decide),
+                 decision](storage::AppendRequest& request) -> absl::Status {
+    ASSIGN_OR_RETURN(decision->state, Load(account_id));
+    const AccountState& state = decision->state;
+    if (context.expected_version && *context.expected_version != state.version) {
+      return ExpectedVersionMismatch(stream, *context.expected_version, state.version);
+    }
+    ASSIGN_OR_RETURN(decision->events, decide(state));
+    storage::StreamAppend& append = request.streams.emplace_back();
+    append.stream_id = stream;
+    append.expected_version = state.version;
+    for (const NewEvent& event : decision->events) {
+      append.events.push_back(ToAppend(event, context));
+    }
+    request.command_id = context.command_id;
+    request.fingerprint = context.fingerprint;
+    return absl::OkStatus();
+  };
+  op->commit = [this, stream, decision, finish](const storage::AppendResult& result) {
+    if (!result.deduplicated) {
+      AccountState& state = decision->state;
+      const int64_t previous = state.version;
+      for (const NewEvent& event : decision->events) {
+        absl::Status applied = ApplyAccountEvent(state, event.type, *event.payload);
+        if (!applied.ok()) {
+          std::move (*finish)(std::move(applied));
+          return;
+        }
+      }
+      Remember(state);
+      MaybeSnapshot(state, previous);
+    }
+    std::move (*finish)(OutcomeFor(result, stream));
+  };
+  op->fail = [finish](absl::Status status) { std::move (*finish)(std::move(status)); };
+  op->retry = [this, account_id, expected = context.expected_version.has_value()](
+                  const absl::Status& status) {
+    if (status.code() != absl::StatusCode::kAborted) return false;
+    Forget(account_id);
+    return !expected;
+  };
+  op->deadline = context.deadline;
+  op->contention_message =
+      StrCat("account ", account_id, " is under heavy contention; retry the command");
+  Attempt(std::move(op));
 }
 
-absl::StatusOr<TransferOutcome> CommandHandler::Transfer(TransferCommand command,
-                                                         const CommandContext& context,
-                                                         std::optional<int64_t> from_expected,
-                                                         std::optional<int64_t> to_expected) {
-  RETURN_IF_ERROR(Validate(command));
+void CommandHandler::OpenAsync(OpenAccountCommand command, const CommandContext& context,
+                               CommandDone done) {
+  command.account_id = NewId();
+  auto finish = std::make_shared<CommandDone>(std::move(done));
+  auto fail = [finish](absl::Status status) { std::move (*finish)(std::move(status)); };
+  if (absl::Status valid = Validate(command); !valid.ok()) return fail(std::move(valid));
+  absl::StatusOr<std::optional<storage::AppendResult>> earlier = Deduplicate(context);
+  if (!earlier.ok()) return fail(earlier.status());
+  if (earlier->has_value()) return std::move(*finish)(OutcomeFor(**earlier, ""));
+  if (context.expected_version && *context.expected_version != 0) {
+    return fail(absl::AbortedError(StrCat(
+        "a new account's stream is at version 0, expected version ", *context.expected_version)));
+  }
+  absl::StatusOr<std::vector<NewEvent>> decided = DecideOpen(AccountState{}, command);
+  if (!decided.ok()) return fail(decided.status());
+  auto events = std::make_shared<std::vector<NewEvent>>(std::move(*decided));
+  auto op = std::make_shared<Operation>();
+  std::string reservation_stream = AccountNumberStream(command.account_number);
+  op->prepare = [this, command, context, events,
+                 reservation_stream](storage::AppendRequest& request) {
+    request.streams.reserve(2);
+    storage::StreamAppend& account = request.streams.emplace_back();
+    account.stream_id = AccountStream(command.account_id);
+    account.expected_version = storage::kExpectNoStream;
+    for (const NewEvent& event : *events) account.events.push_back(ToAppend(event, context));
+    storage::StreamAppend& reservation = request.streams.emplace_back();
+    reservation.stream_id = reservation_stream;
+    reservation.expected_version = storage::kExpectNoStream;
+    reservation.events.push_back(ToAppend(AccountNumberReservation(command), context));
+    request.command_id = context.command_id;
+    request.fingerprint = context.fingerprint;
+    return absl::OkStatus();
+  };
+  op->commit = [this, events, finish](const storage::AppendResult& result) {
+    if (!result.deduplicated) {
+      AccountState state;
+      for (const NewEvent& event : *events) {
+        absl::Status applied = ApplyAccountEvent(state, event.type, *event.payload);
+        if (!applied.ok()) {
+          std::move (*finish)(std::move(applied));
+          return;
+        }
+      }
+      Remember(state);
+    }
+    std::move (*finish)(OutcomeFor(result, ""));
+  };
+  op->fail = fail;
+  op->map_error = [reservation_stream,
+                   number = command.account_number](const absl::Status& status) -> absl::Status {
+    auto conflict = status.GetPayload(storage::kConflictStreamPayloadKey);
+    if (status.code() == absl::StatusCode::kAborted && conflict &&
+        std::string(*conflict) == reservation_stream) {
+      return absl::AlreadyExistsError(
+          StrCat("an account with account_number ", number, " already exists"));
+    }
+    return MapAppendError(status);
+  };
+  op->deadline = context.deadline;
+  Attempt(std::move(op));
+}
+
+void CommandHandler::DepositAsync(DepositCommand command, const CommandContext& context,
+                                  CommandDone done) {
+  if (absl::Status valid = ValidateDeposit(command); !valid.ok()) {
+    return std::move(done)(std::move(valid));
+  }
+  std::string account_id = command.account_id;
+  Execute(std::move(account_id), context,
+          [command = std::move(command)](const AccountState& state) {
+            return DecideDeposit(state, command);
+          },
+          std::move(done));
+}
+
+void CommandHandler::WithdrawAsync(WithdrawalCommand command, const CommandContext& context,
+                                   CommandDone done) {
+  if (absl::Status valid = ValidateWithdrawal(command); !valid.ok()) {
+    return std::move(done)(std::move(valid));
+  }
+  std::string account_id = command.account_id;
+  Execute(std::move(account_id), context,
+          [command = std::move(command)](const AccountState& state) {
+            return DecideWithdrawal(state, command);
+          },
+          std::move(done));
+}
+
+void CommandHandler::CloseAsync(CloseAccountCommand command, const CommandContext& context,
+                                CommandDone done) {
+  if (absl::Status valid = Validate(command); !valid.ok()) {
+    return std::move(done)(std::move(valid));
+  }
+  std::string account_id = command.account_id;
+  Execute(std::move(account_id), context,
+          [command = std::move(command)](const AccountState& state) {
+            return DecideClose(state, command);
+          },
+          std::move(done));
+}
+
+void CommandHandler::TransferAsync(TransferCommand command, const CommandContext& context,
+                                   std::optional<int64_t> from_expected,
+                                   std::optional<int64_t> to_expected, TransferDone done) {
+  auto finish = std::make_shared<TransferDone>(std::move(done));
+  auto fail = [finish](absl::Status status) { std::move (*finish)(std::move(status)); };
+  if (absl::Status valid = Validate(command); !valid.ok()) return fail(std::move(valid));
   for (auto [field, value] : {std::pair{"from_expected_version", from_expected},
                               std::pair{"to_expected_version", to_expected}}) {
-    if (value && *value < 0) return InvalidField(field, "must not be negative");
+    if (value && *value < 0) return fail(InvalidField(field, "must not be negative"));
   }
   const std::string from_stream = AccountStream(command.from_account_id);
   const std::string to_stream = AccountStream(command.to_account_id);
-  auto outcome_of = [&](const storage::AppendResult& result) {
+  auto outcome_of = [from_stream, to_stream](const storage::AppendResult& result,
+                                             std::string transfer_id) {
     TransferOutcome outcome;
-    outcome.transfer_id = command.transfer_id;
+    outcome.transfer_id = std::move(transfer_id);
     outcome.deduplicated = result.deduplicated;
     outcome.debit_position = result.first_position;
     outcome.credit_position = result.last_position;
@@ -322,64 +437,122 @@ absl::StatusOr<TransferOutcome> CommandHandler::Transfer(TransferCommand command
     }
     return outcome;
   };
-  ASSIGN_OR_RETURN(std::optional<storage::AppendResult> earlier, Deduplicate(context));
-  if (earlier) {
+  absl::StatusOr<std::optional<storage::AppendResult>> earlier = Deduplicate(context);
+  if (!earlier.ok()) return fail(earlier.status());
+  if (earlier->has_value()) {
     // The transfer id lives in the events; read it back from the debit.
-    ASSIGN_OR_RETURN(std::vector<v1::StoredEvent> debit,
-                     store_->ReadAll(earlier->first_position, 1));
+    absl::StatusOr<std::vector<v1::StoredEvent>> debit =
+        store_->ReadAll((*earlier)->first_position, 1);
+    if (!debit.ok()) return fail(debit.status());
     v1::TransferDebited payload;
-    if (!debit.empty() && payload.ParseFromString(debit[0].payload())) {
-      command.transfer_id = payload.transfer_id();
+    std::string transfer_id;
+    if (!debit->empty() && payload.ParseFromString((*debit)[0].payload())) {
+      transfer_id = payload.transfer_id();
     }
-    return outcome_of(*earlier);
+    return std::move(*finish)(outcome_of(**earlier, std::move(transfer_id)));
   }
   command.transfer_id = NewId();
-  for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
-    ASSIGN_OR_RETURN(AccountState from, Load(command.from_account_id));
-    ASSIGN_OR_RETURN(AccountState to, Load(command.to_account_id));
+  struct Decision {
+    AccountState from, to;
+    TransferEvents events;
+  };
+  auto decision = std::make_shared<Decision>();
+  auto op = std::make_shared<Operation>();
+  op->prepare = [this, command, context, from_expected, to_expected, from_stream, to_stream,
+                 decision](storage::AppendRequest& request) -> absl::Status {
+    ASSIGN_OR_RETURN(decision->from, Load(command.from_account_id));
+    ASSIGN_OR_RETURN(decision->to, Load(command.to_account_id));
+    const AccountState& from = decision->from;
+    const AccountState& to = decision->to;
     if (from_expected && *from_expected != from.version) {
       return ExpectedVersionMismatch(from_stream, *from_expected, from.version);
     }
     if (to_expected && *to_expected != to.version) {
       return ExpectedVersionMismatch(to_stream, *to_expected, to.version);
     }
-    ASSIGN_OR_RETURN(TransferEvents events, DecideTransfer(from, to, command));
+    ASSIGN_OR_RETURN(decision->events, DecideTransfer(from, to, command));
     CommandContext event_context = context;
     if (event_context.correlation_id.empty()) event_context.correlation_id = command.transfer_id;
-    storage::AppendRequest request;
     request.streams.reserve(2);
     storage::StreamAppend& debit = request.streams.emplace_back();
     debit.stream_id = from_stream;
     debit.expected_version = from.version;
-    debit.events.push_back(ToAppend(events.debit, event_context));
+    debit.events.push_back(ToAppend(decision->events.debit, event_context));
     storage::StreamAppend& credit = request.streams.emplace_back();
     credit.stream_id = to_stream;
     credit.expected_version = to.version;
-    credit.events.push_back(ToAppend(events.credit, event_context));
+    credit.events.push_back(ToAppend(decision->events.credit, event_context));
     request.command_id = context.command_id;
     request.fingerprint = context.fingerprint;
-    RETURN_IF_ERROR(CheckDeadline(context));
-    absl::StatusOr<storage::AppendResult> result = store_->Append(std::move(request));
-    if (result.ok()) {
-      if (!result->deduplicated) {
-        const int64_t from_previous = from.version, to_previous = to.version;
-        RETURN_IF_ERROR(ApplyAccountEvent(from, events.debit.type, *events.debit.payload));
-        RETURN_IF_ERROR(ApplyAccountEvent(to, events.credit.type, *events.credit.payload));
-        Remember(from);
-        Remember(to);
-        MaybeSnapshot(from, from_previous);
-        MaybeSnapshot(to, to_previous);
+    return absl::OkStatus();
+  };
+  op->commit = [this, decision, finish, outcome_of,
+                transfer_id = command.transfer_id](const storage::AppendResult& result) {
+    if (!result.deduplicated) {
+      AccountState& from = decision->from;
+      AccountState& to = decision->to;
+      const int64_t from_previous = from.version, to_previous = to.version;
+      absl::Status applied =
+          ApplyAccountEvent(from, decision->events.debit.type, *decision->events.debit.payload);
+      if (applied.ok()) {
+        applied = ApplyAccountEvent(to, decision->events.credit.type,
+                                    *decision->events.credit.payload);
       }
-      return outcome_of(*result);
+      if (!applied.ok()) {
+        std::move (*finish)(std::move(applied));
+        return;
+      }
+      Remember(from);
+      Remember(to);
+      MaybeSnapshot(from, from_previous);
+      MaybeSnapshot(to, to_previous);
     }
-    if (result.status().code() != absl::StatusCode::kAborted) {
-      return MapAppendError(result.status());
-    }
-    Forget(command.from_account_id);
-    Forget(command.to_account_id);
-    if (from_expected || to_expected) return result.status();
-  }
-  return absl::AbortedError("the accounts are under heavy contention; retry the transfer");
+    std::move (*finish)(outcome_of(result, transfer_id));
+  };
+  op->fail = fail;
+  op->retry = [this, from_id = command.from_account_id, to_id = command.to_account_id,
+               expected = from_expected || to_expected](const absl::Status& status) {
+    if (status.code() != absl::StatusCode::kAborted) return false;
+    Forget(from_id);
+    Forget(to_id);
+    return !expected;
+  };
+  op->deadline = context.deadline;
+  op->contention_message = "the accounts are under heavy contention; retry the transfer";
+  Attempt(std::move(op));
+}
+
+absl::StatusOr<CommandOutcome> CommandHandler::Open(OpenAccountCommand command,
+                                                    const CommandContext& context) {
+  return Wait<CommandOutcome>(
+      [&](CommandDone done) { OpenAsync(std::move(command), context, std::move(done)); });
+}
+
+absl::StatusOr<CommandOutcome> CommandHandler::Deposit(const DepositCommand& command,
+                                                       const CommandContext& context) {
+  return Wait<CommandOutcome>(
+      [&](CommandDone done) { DepositAsync(command, context, std::move(done)); });
+}
+
+absl::StatusOr<CommandOutcome> CommandHandler::Withdraw(const WithdrawalCommand& command,
+                                                        const CommandContext& context) {
+  return Wait<CommandOutcome>(
+      [&](CommandDone done) { WithdrawAsync(command, context, std::move(done)); });
+}
+
+absl::StatusOr<CommandOutcome> CommandHandler::Close(const CloseAccountCommand& command,
+                                                     const CommandContext& context) {
+  return Wait<CommandOutcome>(
+      [&](CommandDone done) { CloseAsync(command, context, std::move(done)); });
+}
+
+absl::StatusOr<TransferOutcome> CommandHandler::Transfer(TransferCommand command,
+                                                         const CommandContext& context,
+                                                         std::optional<int64_t> from_expected,
+                                                         std::optional<int64_t> to_expected) {
+  return Wait<TransferOutcome>([&](TransferDone done) {
+    TransferAsync(std::move(command), context, from_expected, to_expected, std::move(done));
+  });
 }
 
 }  // namespace fidelis::server

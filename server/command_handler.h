@@ -2,21 +2,30 @@
 // and appends the resulting events with optimistic concurrency, retrying on a conflict that
 // the caller did not ask for (no expected_version given).
 //
+// Every command runs asynchronously: the calling thread validates, loads and decides, and hands
+// the events to the store's writer; the writer thread completes the command after the sync
+// (and, on a conflict, decides again and re-queues it). So no thread waits for a sync per
+// command. The synchronous methods wrap the asynchronous ones.
+//
 // Aggregates are loaded from an in-memory cache, or from the newest snapshot plus the events
 // after it, so a load costs the same for a stream of 10 events and one of 100,000. Snapshots
 // are written every kSnapshotInterval events; the log stays the truth.
 //
-// Thread-safety: all methods may be called concurrently from any thread. The store, snapshot
-// store, registry and clock are not owned and must outlive the handler.
+// Thread-safety: all methods may be called concurrently from any thread, except that the
+// synchronous ones must not be called from a completion callback. The store, snapshot store,
+// registry and clock are not owned and must outlive the handler and every command in flight.
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -62,12 +71,28 @@ struct TransferOutcome {
 // "options.<field>".
 absl::Status ValidateContext(const CommandContext& context);
 
+// Receives a command's outcome, exactly once: on the calling thread when the command ends
+// before its append (bad input, a rule broken, a duplicate), otherwise on the event store's
+// writer thread, where it must be quick and must not block.
+using CommandDone = absl::AnyInvocable<void(absl::StatusOr<CommandOutcome>) &&>;
+using TransferDone = absl::AnyInvocable<void(absl::StatusOr<TransferOutcome>) &&>;
+
 class CommandHandler {
  public:
   CommandHandler(storage::EventStore* store, storage::SnapshotStore* snapshots,
                  const EventRegistry* registry, const Clock* clock);
 
   // `command.account_id` is ignored: a new id is generated.
+  void OpenAsync(OpenAccountCommand command, const CommandContext& context, CommandDone done);
+  void DepositAsync(DepositCommand command, const CommandContext& context, CommandDone done);
+  void WithdrawAsync(WithdrawalCommand command, const CommandContext& context, CommandDone done);
+  void CloseAsync(CloseAccountCommand command, const CommandContext& context, CommandDone done);
+  // As Transfer, below.
+  void TransferAsync(TransferCommand command, const CommandContext& context,
+                     std::optional<int64_t> from_expected, std::optional<int64_t> to_expected,
+                     TransferDone done);
+
+  // The same, waiting for the outcome.
   absl::StatusOr<CommandOutcome> Open(OpenAccountCommand command, const CommandContext& context);
   absl::StatusOr<CommandOutcome> Deposit(const DepositCommand& command,
                                          const CommandContext& context);
@@ -86,9 +111,14 @@ class CommandHandler {
 
  private:
   using Decider = std::function<absl::StatusOr<std::vector<NewEvent>>(const AccountState&)>;
+  struct Operation;
 
-  absl::StatusOr<CommandOutcome> Execute(const std::string& account_id,
-                                         const CommandContext& context, const Decider& decide);
+  // Runs a command on one account: load, decide, append; retried on a conflict.
+  void Execute(std::string account_id, const CommandContext& context, Decider decide,
+               CommandDone done);
+  // One attempt of `op`: prepares its append and queues it; the append's callback commits,
+  // retries or fails the operation.
+  void Attempt(std::shared_ptr<Operation> op);
   // The stored result of an earlier command with the context's command_id, if any.
   absl::StatusOr<std::optional<storage::AppendResult>> Deduplicate(const CommandContext& context);
   storage::EventToAppend ToAppend(const NewEvent& event, const CommandContext& context) const;

@@ -124,8 +124,9 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
   builder.AddListeningPort(options.listen_address, credentials, &server->port_);
   builder.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_concurrent_streams);
-  // Handlers block on the group commit, so many calls are in flight at once. Keep their
-  // threads around instead of letting gRPC create and destroy one per call.
+  // Handlers of the synchronous services (queries, the log, admin) may block, for example on a
+  // projection catching up. Keep their threads around instead of letting gRPC create and
+  // destroy one per call.
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 4);
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 512);
   builder.RegisterService(server->commands_service_.get());
@@ -166,8 +167,10 @@ void FidelisServer::Shutdown() {
   if (engine_) engine_->Stop();
   rebuilds_.reset();
   engine_.reset();
-  handler_.reset();
+  // Answers what is still queued for the log (nothing, once gRPC has shut down) before the
+  // handler and snapshot store its callbacks use go away.
   store_.reset();
+  handler_.reset();
   snapshots_.reset();
   if (database_) {
     // With sync_writes every acknowledged append is already synced. Without it, sync the WAL

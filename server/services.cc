@@ -6,7 +6,11 @@
 #include "domain/event_types.h"
 #include "domain/status_macros.h"
 #include "domain/strings.h"
+#include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/util/time_util.h"
+#include "google/protobuf/wire_format_lite.h"
+#include "grpcpp/support/proto_buffer_reader.h"
+#include "grpcpp/support/proto_buffer_writer.h"
 #include "server/grpc_status.h"
 
 namespace fidelis::server {
@@ -35,7 +39,7 @@ std::string Fingerprint(std::string_view method, const Request& request) {
 
 template <typename Request>
 CommandContext ContextOf(std::string_view method, const Request& request,
-                         const grpc::ServerContext& call) {
+                         const grpc::ServerContextBase& call) {
   CommandContext context;
   const v1::CommandOptions& options = request.options();
   if (options.has_expected_version()) context.expected_version = options.expected_version();
@@ -54,12 +58,97 @@ void FillResult(const CommandOutcome& outcome, v1::CommandResult* response) {
   response->set_deduplicated(outcome.deduplicated);
 }
 
-template <typename Fn>
-grpc::Status RunCommand(v1::CommandResult* response, Fn&& fn) {
-  absl::StatusOr<CommandOutcome> outcome = fn();
-  if (!outcome.ok()) return ToGrpcStatus(outcome.status());
-  FillResult(*outcome, response);
-  return grpc::Status::OK;
+// The dotted path of the first string field in `bytes`, a serialized `descriptor` message, that
+// is not UTF-8; empty when there is none or the bytes do not parse that far.
+std::string FirstNonUtf8Field(const std::string& bytes,
+                              const google::protobuf::Descriptor* descriptor) {
+  using google::protobuf::FieldDescriptor;
+  using google::protobuf::internal::WireFormatLite;
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                            static_cast<int>(bytes.size()));
+  while (uint32_t tag = in.ReadTag()) {
+    const FieldDescriptor* field =
+        descriptor->FindFieldByNumber(WireFormatLite::GetTagFieldNumber(tag));
+    if (field == nullptr ||
+        WireFormatLite::GetTagWireType(tag) != WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      if (!WireFormatLite::SkipField(&in, tag)) return "";
+      continue;
+    }
+    std::string value;
+    if (!WireFormatLite::ReadBytes(&in, &value)) return "";
+    if (field->type() == FieldDescriptor::TYPE_STRING &&
+        !WireFormatLite::VerifyUtf8String(value.data(), static_cast<int>(value.size()),
+                                          WireFormatLite::PARSE, field->full_name().c_str())) {
+      return field->name();
+    }
+    if (field->type() == FieldDescriptor::TYPE_MESSAGE) {
+      std::string inner = FirstNonUtf8Field(value, field->message_type());
+      if (!inner.empty()) return StrCat(field->name(), ".", inner);
+    }
+  }
+  return "";
+}
+
+// Parses a command's request bytes; INVALID_ARGUMENT naming the field protobuf refused.
+template <typename Request>
+absl::Status ParseRequest(const grpc::ByteBuffer& raw, Request& request) {
+  grpc::ByteBuffer copy(raw);  // Reading consumes the buffer, which gRPC owns.
+  grpc::ProtoBufferReader reader(&copy);
+  if (request.ParseFromZeroCopyStream(&reader)) return absl::OkStatus();
+  std::vector<grpc::Slice> slices;
+  std::string bytes;
+  if (raw.Dump(&slices).ok()) {
+    for (const grpc::Slice& slice : slices) {
+      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    }
+  }
+  std::string field = FirstNonUtf8Field(bytes, Request::descriptor());
+  if (!field.empty()) return InvalidField(field, "is not valid UTF-8");
+  return absl::InvalidArgumentError(
+      StrCat("the request does not parse as ", Request::descriptor()->full_name()));
+}
+
+// Finishes a call with `response`.
+void Reply(grpc::ServerUnaryReactor* reactor, grpc::ByteBuffer* out,
+           const google::protobuf::Message& response) {
+  grpc::ProtoBufferWriter writer(out, grpc::kProtoBufferWriterMaxBufferLength,
+                                 static_cast<int>(response.ByteSizeLong()));
+  if (!response.SerializeToZeroCopyStream(&writer)) {
+    return reactor->Finish(grpc::Status(grpc::StatusCode::INTERNAL, "cannot serialize"));
+  }
+  reactor->Finish(grpc::Status::OK);
+}
+
+// Finishes a command call with `outcome`.
+void Answer(grpc::ServerUnaryReactor* reactor, grpc::ByteBuffer* out,
+            absl::StatusOr<CommandOutcome> outcome) {
+  if (!outcome.ok()) return reactor->Finish(ToGrpcStatus(outcome.status()));
+  v1::CommandResult response;
+  FillResult(*outcome, &response);
+  Reply(reactor, out, response);
+}
+
+// Authenticates a command call, parses its request and reads its options, then hands them to
+// `start` with the call's reactor; on failure, finishes the call.
+template <typename Request, typename Start>
+grpc::ServerUnaryReactor* Serve(const Authenticator& auth, std::string_view method,
+                                grpc::CallbackServerContext* call, const grpc::ByteBuffer* raw,
+                                Start start) {
+  grpc::ServerUnaryReactor* reactor = call->DefaultReactor();
+  Request request;
+  CommandContext context;
+  absl::Status admitted = auth.Check(*call, Scope::kClient);
+  if (admitted.ok()) admitted = ParseRequest(*raw, request);
+  if (admitted.ok()) {
+    context = ContextOf(method, request, *call);
+    admitted = ValidateContext(context);
+  }
+  if (!admitted.ok()) {
+    reactor->Finish(ToGrpcStatus(admitted));
+  } else {
+    start(request, context, reactor);
+  }
+  return reactor;
 }
 
 // Page tokens: web-safe base64 of "1|<last key>|<checksum>". They are opaque to clients; the
@@ -129,108 +218,119 @@ grpc::Status GetRow(const ProjectionEngine* engine, std::string_view projection,
 
 }  // namespace
 
-absl::Time CallDeadline(const grpc::ServerContext& context, absl::Duration cap) {
+absl::Time CallDeadline(const grpc::ServerContextBase& context, absl::Duration cap) {
   absl::Time capped = cap == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + cap;
   auto deadline = context.deadline();
   if (deadline == std::chrono::system_clock::time_point::max()) return capped;
   return std::min(capped, absl::FromChrono(deadline));
 }
 
-grpc::Status AccountCommandsService::OpenAccount(grpc::ServerContext* context,
-                                                 const v1::OpenAccountRequest* request,
-                                                 v1::CommandResult* response) {
-  if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
-    return ToGrpcStatus(denied);
-  }
-  return RunCommand(response, [&]() -> absl::StatusOr<CommandOutcome> {
-    CommandContext ctx = ContextOf("OpenAccount", *request, *context);
-    RETURN_IF_ERROR(ValidateContext(ctx));
-    OpenAccountCommand command;
-    command.account_number = request->account_number();
-    command.holder_name = request->holder_name();
-    command.opening_minor_units = request->opening_deposit().minor_units();
-    command.currency = request->opening_deposit().currency();
-    return handler_->Open(std::move(command), ctx);
-  });
+grpc::ServerUnaryReactor* AccountCommandsService::OpenAccount(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Serve<v1::OpenAccountRequest>(
+      *auth_, "OpenAccount", context, request,
+      [&](const v1::OpenAccountRequest& r, const CommandContext& ctx,
+          grpc::ServerUnaryReactor* reactor) {
+        OpenAccountCommand command;
+        command.account_number = r.account_number();
+        command.holder_name = r.holder_name();
+        command.opening_minor_units = r.opening_deposit().minor_units();
+        command.currency = r.opening_deposit().currency();
+        handler_->OpenAsync(std::move(command), ctx,
+                            [reactor, response](absl::StatusOr<CommandOutcome> outcome) {
+                              Answer(reactor, response, std::move(outcome));
+                            });
+      });
 }
 
-grpc::Status AccountCommandsService::MakeDeposit(grpc::ServerContext* context,
-                                                 const v1::MakeDepositRequest* request,
-                                                 v1::CommandResult* response) {
-  if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
-    return ToGrpcStatus(denied);
-  }
-  return RunCommand(response, [&]() -> absl::StatusOr<CommandOutcome> {
-    CommandContext ctx = ContextOf("MakeDeposit", *request, *context);
-    RETURN_IF_ERROR(ValidateContext(ctx));
-    DepositCommand command{request->account_id(), request->amount().minor_units(),
-                           request->amount().currency(), request->reference()};
-    return handler_->Deposit(command, ctx);
-  });
+grpc::ServerUnaryReactor* AccountCommandsService::MakeDeposit(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Serve<v1::MakeDepositRequest>(
+      *auth_, "MakeDeposit", context, request,
+      [&](const v1::MakeDepositRequest& r, const CommandContext& ctx,
+          grpc::ServerUnaryReactor* reactor) {
+        handler_->DepositAsync(
+            {r.account_id(), r.amount().minor_units(), r.amount().currency(), r.reference()},
+            ctx, [reactor, response](absl::StatusOr<CommandOutcome> outcome) {
+              Answer(reactor, response, std::move(outcome));
+            });
+      });
 }
 
-grpc::Status AccountCommandsService::MakeWithdrawal(grpc::ServerContext* context,
-                                                    const v1::MakeWithdrawalRequest* request,
-                                                    v1::CommandResult* response) {
-  if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
-    return ToGrpcStatus(denied);
-  }
-  return RunCommand(response, [&]() -> absl::StatusOr<CommandOutcome> {
-    CommandContext ctx = ContextOf("MakeWithdrawal", *request, *context);
-    RETURN_IF_ERROR(ValidateContext(ctx));
-    WithdrawalCommand command{request->account_id(), request->amount().minor_units(),
-                              request->amount().currency(), request->reference()};
-    return handler_->Withdraw(command, ctx);
-  });
+grpc::ServerUnaryReactor* AccountCommandsService::MakeWithdrawal(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Serve<v1::MakeWithdrawalRequest>(
+      *auth_, "MakeWithdrawal", context, request,
+      [&](const v1::MakeWithdrawalRequest& r, const CommandContext& ctx,
+          grpc::ServerUnaryReactor* reactor) {
+        handler_->WithdrawAsync(
+            {r.account_id(), r.amount().minor_units(), r.amount().currency(), r.reference()},
+            ctx, [reactor, response](absl::StatusOr<CommandOutcome> outcome) {
+              Answer(reactor, response, std::move(outcome));
+            });
+      });
 }
 
-grpc::Status AccountCommandsService::CloseAccount(grpc::ServerContext* context,
-                                                  const v1::CloseAccountRequest* request,
-                                                  v1::CommandResult* response) {
-  if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
-    return ToGrpcStatus(denied);
-  }
-  return RunCommand(response, [&]() -> absl::StatusOr<CommandOutcome> {
-    CommandContext ctx = ContextOf("CloseAccount", *request, *context);
-    RETURN_IF_ERROR(ValidateContext(ctx));
-    CloseAccountCommand command{request->account_id(), request->reason()};
-    return handler_->Close(command, ctx);
-  });
+grpc::ServerUnaryReactor* AccountCommandsService::CloseAccount(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Serve<v1::CloseAccountRequest>(
+      *auth_, "CloseAccount", context, request,
+      [&](const v1::CloseAccountRequest& r, const CommandContext& ctx,
+          grpc::ServerUnaryReactor* reactor) {
+        handler_->CloseAsync({r.account_id(), r.reason()}, ctx,
+                             [reactor, response](absl::StatusOr<CommandOutcome> outcome) {
+                               Answer(reactor, response, std::move(outcome));
+                             });
+      });
 }
 
-grpc::Status AccountCommandsService::TransferFunds(grpc::ServerContext* context,
-                                                   const v1::TransferFundsRequest* request,
-                                                   v1::TransferFundsResponse* response) {
-  if (absl::Status denied = auth_->Check(*context, Scope::kClient); !denied.ok()) {
-    return ToGrpcStatus(denied);
-  }
-  CommandContext ctx = ContextOf("TransferFunds", *request, *context);
-  absl::Status valid = ValidateContext(ctx);
-  if (!valid.ok()) return ToGrpcStatus(valid);
-  TransferCommand command;
-  command.from_account_id = request->from_account_id();
-  command.to_account_id = request->to_account_id();
-  command.minor_units = request->amount().minor_units();
-  command.currency = request->amount().currency();
-  command.reference = request->reference();
-  std::optional<int64_t> from_expected, to_expected;
-  if (request->has_from_expected_version()) from_expected = request->from_expected_version();
-  if (request->has_to_expected_version()) to_expected = request->to_expected_version();
-  absl::StatusOr<TransferOutcome> outcome =
-      handler_->Transfer(std::move(command), ctx, from_expected, to_expected);
-  if (!outcome.ok()) return ToGrpcStatus(outcome.status());
-  response->set_transfer_id(outcome->transfer_id);
-  response->set_from_stream_version(outcome->from_version);
-  response->set_to_stream_version(outcome->to_version);
-  response->set_debit_global_position(outcome->debit_position);
-  response->set_credit_global_position(outcome->credit_position);
-  response->set_deduplicated(outcome->deduplicated);
-  return grpc::Status::OK;
+grpc::ServerUnaryReactor* AccountCommandsService::TransferFunds(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  return Serve<v1::TransferFundsRequest>(
+      *auth_, "TransferFunds", context, request,
+      [&](const v1::TransferFundsRequest& r, const CommandContext& ctx,
+          grpc::ServerUnaryReactor* reactor) {
+        TransferCommand command;
+        command.from_account_id = r.from_account_id();
+        command.to_account_id = r.to_account_id();
+        command.minor_units = r.amount().minor_units();
+        command.currency = r.amount().currency();
+        command.reference = r.reference();
+        std::optional<int64_t> from_expected, to_expected;
+        if (r.has_from_expected_version()) from_expected = r.from_expected_version();
+        if (r.has_to_expected_version()) to_expected = r.to_expected_version();
+        handler_->TransferAsync(
+            std::move(command), ctx, from_expected, to_expected,
+            [reactor, response](absl::StatusOr<TransferOutcome> outcome) {
+              if (!outcome.ok()) return reactor->Finish(ToGrpcStatus(outcome.status()));
+              v1::TransferFundsResponse answer;
+              answer.set_transfer_id(outcome->transfer_id);
+              answer.set_from_stream_version(outcome->from_version);
+              answer.set_to_stream_version(outcome->to_version);
+              answer.set_debit_global_position(outcome->debit_position);
+              answer.set_credit_global_position(outcome->credit_position);
+              answer.set_deduplicated(outcome->deduplicated);
+              Reply(reactor, response, answer);
+            });
+      });
 }
 
-grpc::Status AccountCommandsService::Ping(grpc::ServerContext* context, const v1::PingRequest*,
-                                          v1::PingResponse*) {
-  return grpc::Status::OK;
+grpc::ServerUnaryReactor* AccountCommandsService::Ping(grpc::CallbackServerContext* context,
+                                                       const grpc::ByteBuffer* request,
+                                                       grpc::ByteBuffer* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  v1::PingRequest ping;
+  if (absl::Status parsed = ParseRequest(*request, ping); !parsed.ok()) {
+    reactor->Finish(ToGrpcStatus(parsed));
+  } else {
+    Reply(reactor, response, v1::PingResponse());
+  }
+  return reactor;
 }
 
 grpc::Status AccountQueriesService::GetAccountSummary(grpc::ServerContext* context,

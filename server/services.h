@@ -1,7 +1,10 @@
 // The gRPC service adapters. They are thin: translate a request into domain or storage calls,
-// translate the result back, and convert the status once (grpc_status.h). They use the
-// synchronous gRPC API; each call runs on a gRPC thread and may block on the event log's group
-// commit or on a projection catching up.
+// translate the result back, and convert the status once (grpc_status.h).
+//
+// AccountCommands uses the callback API: a command is decided on the gRPC thread that received
+// it, and answered from the event log's writer thread once its group is synced, so no thread
+// sleeps per command while the WAL syncs. The other services use the synchronous API; each
+// call runs on a gRPC thread and may block, for example on a projection catching up.
 //
 // None of them owns anything: the FidelisServer (server.h) owns the parts and outlives them.
 #pragma once
@@ -25,24 +28,43 @@ inline constexpr int kMaxPageSize = 1000;
 inline constexpr int kDefaultPageSize = 100;
 inline constexpr int kMaxReadCount = 1000;
 
-class AccountCommandsService final : public v1::AccountCommands::Service {
+// The command methods are raw callback methods: each parses its request bytes itself, so that
+// a request protobuf refuses (a proto3 string that is not UTF-8) is answered INVALID_ARGUMENT
+// naming the field, where gRPC's typed callback handler would answer an empty UNIMPLEMENTED.
+// Every method answers through the call's default reactor. The handler's callback may run on
+// the event log's writer thread; it only serializes the response and finishes the call.
+using AccountCommandsBase = v1::AccountCommands::WithRawCallbackMethod_OpenAccount<
+    v1::AccountCommands::WithRawCallbackMethod_MakeDeposit<
+        v1::AccountCommands::WithRawCallbackMethod_MakeWithdrawal<
+            v1::AccountCommands::WithRawCallbackMethod_CloseAccount<
+                v1::AccountCommands::WithRawCallbackMethod_TransferFunds<
+                    v1::AccountCommands::WithRawCallbackMethod_Ping<
+                        v1::AccountCommands::Service>>>>>>;
+
+class AccountCommandsService final : public AccountCommandsBase {
  public:
   AccountCommandsService(CommandHandler* handler, const Authenticator* auth)
       : handler_(handler), auth_(auth) {}
 
-  grpc::Status OpenAccount(grpc::ServerContext* context, const v1::OpenAccountRequest* request,
-                           v1::CommandResult* response) override;
-  grpc::Status MakeDeposit(grpc::ServerContext* context, const v1::MakeDepositRequest* request,
-                           v1::CommandResult* response) override;
-  grpc::Status MakeWithdrawal(grpc::ServerContext* context,
-                              const v1::MakeWithdrawalRequest* request,
-                              v1::CommandResult* response) override;
-  grpc::Status CloseAccount(grpc::ServerContext* context, const v1::CloseAccountRequest* request,
-                            v1::CommandResult* response) override;
-  grpc::Status TransferFunds(grpc::ServerContext* context, const v1::TransferFundsRequest* request,
-                             v1::TransferFundsResponse* response) override;
-  grpc::Status Ping(grpc::ServerContext* context, const v1::PingRequest* request,
-                    v1::PingResponse* response) override;
+  grpc::ServerUnaryReactor* OpenAccount(grpc::CallbackServerContext* context,
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* MakeDeposit(grpc::CallbackServerContext* context,
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* MakeWithdrawal(grpc::CallbackServerContext* context,
+                                           const grpc::ByteBuffer* request,
+                                           grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* CloseAccount(grpc::CallbackServerContext* context,
+                                         const grpc::ByteBuffer* request,
+                                         grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* TransferFunds(grpc::CallbackServerContext* context,
+                                          const grpc::ByteBuffer* request,
+                                          grpc::ByteBuffer* response) override;
+  // The no-op baseline of the benchmarks, served the same way as the commands.
+  grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* context,
+                                 const grpc::ByteBuffer* request,
+                                 grpc::ByteBuffer* response) override;
 
  private:
   CommandHandler* const handler_;
@@ -148,6 +170,6 @@ class ProjectionAdminService : public v1::ProjectionAdmin::Service {
 v1::RecordedEvent ToRecordedEvent(const v1::StoredEvent& event, const EventRegistry& registry);
 
 // The deadline of a call as absl::Time, capped at `cap` from now.
-absl::Time CallDeadline(const grpc::ServerContext& context, absl::Duration cap);
+absl::Time CallDeadline(const grpc::ServerContextBase& context, absl::Duration cap);
 
 }  // namespace fidelis::server

@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -68,18 +69,29 @@ struct AppendResult {
   bool deduplicated = false;
 };
 
+// Receives an append's outcome. Called exactly once.
+using AppendCallback = absl::AnyInvocable<void(absl::StatusOr<AppendResult>) &&>;
+
 class EventStore {
  public:
   virtual ~EventStore() = default;
 
-  // Appends a batch atomically. Thread-safe; concurrent appends are group-committed.
+  // Appends a batch atomically, and calls `done` with the outcome once the batch is durable to
+  // the configured degree, or with the error:
   //   ABORTED             an expected version does not match; the status carries the stream
   //                       and its current version as payloads; nothing was written.
   //   ALREADY_EXISTS      command_id was used before with a different fingerprint.
   //   INVALID_ARGUMENT    malformed batch (empty, bad stream id, duplicate stream).
   //   UNAVAILABLE         the write failed; the store refuses further appends until reopened.
   //   RESOURCE_EXHAUSTED  too many appends are waiting.
-  virtual absl::StatusOr<AppendResult> Append(AppendRequest request) = 0;
+  // Thread-safe; concurrent appends are group-committed. `done` runs either on the calling
+  // thread before AppendAsync returns (a request refused up front) or on the store's writer
+  // thread; there it holds up every later append, so it must be quick and must not wait for
+  // another append (it may start one with AppendAsync).
+  virtual void AppendAsync(AppendRequest request, AppendCallback done) = 0;
+
+  // AppendAsync, waiting for the outcome. Must not be called from an AppendCallback.
+  absl::StatusOr<AppendResult> Append(AppendRequest request);
 
   // The record of an applied command_id, or nullopt.
   virtual absl::StatusOr<std::optional<v1::CommandRecord>> FindCommand(

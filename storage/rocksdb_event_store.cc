@@ -4,6 +4,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/cord.h"
+#include "absl/synchronization/notification.h"
 #include "domain/status_macros.h"
 #include "domain/strings.h"
 #include "storage/key_format.h"
@@ -30,14 +31,24 @@ absl::Status EventStore::ScanRaw(
   });
 }
 
-struct RocksDbEventStore::Writer {
-  explicit Writer(AppendRequest* r) : request(r) {}
-  AppendRequest* request;
+absl::StatusOr<AppendResult> EventStore::Append(AppendRequest request) {
+  absl::Notification written;
   absl::StatusOr<AppendResult> result;
-  bool done = false;
+  AppendAsync(std::move(request), [&](absl::StatusOr<AppendResult> outcome) {
+    result = std::move(outcome);
+    written.Notify();
+  });
+  written.WaitForNotification();
+  return result;
+}
+
+struct RocksDbEventStore::Writer {
+  Writer(AppendRequest r, AppendCallback d) : request(std::move(r)), done(std::move(d)) {}
+  AppendRequest request;
+  AppendCallback done;
+  absl::StatusOr<AppendResult> result;
   // Index of an earlier writer of the same group with the same command_id, or -1.
   int alias_of = -1;
-  absl::CondVar cv;
 };
 
 RocksDbEventStore::RocksDbEventStore(Database* database, EventStoreOptions options)
@@ -60,7 +71,18 @@ absl::StatusOr<std::unique_ptr<RocksDbEventStore>> RocksDbEventStore::Open(
     store->head_position_ = DecodeBigEndian64(it->key().ToStringView());
   }
   RETURN_IF_ERROR(FromRocks(it->status(), "reading the head of the event log"));
+  RocksDbEventStore* raw = store.get();
+  store->writer_ = std::thread([raw] { raw->WriterLoop(); });
   return store;
+}
+
+RocksDbEventStore::~RocksDbEventStore() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    work_cv_.Signal();
+  }
+  if (writer_.joinable()) writer_.join();
 }
 
 namespace {
@@ -107,7 +129,7 @@ AppendResult ResultFromRecord(const v1::CommandRecord& record) {
 
 }  // namespace
 
-absl::StatusOr<int64_t> RocksDbEventStore::HeadOfLocked(
+absl::StatusOr<int64_t> RocksDbEventStore::HeadOf(
     const std::string& stream_id, const absl::flat_hash_map<std::string, int64_t>& group) {
   if (auto it = group.find(stream_id); it != group.end()) return it->second;
   if (auto it = heads_.find(stream_id); it != heads_.end()) return it->second;
@@ -117,14 +139,14 @@ absl::StatusOr<int64_t> RocksDbEventStore::HeadOfLocked(
   return version;
 }
 
-void RocksDbEventStore::PrepareLocked(Writer& writer, rocksdb::WriteBatch& batch,
-                                      absl::flat_hash_map<std::string, int64_t>& heads,
-                                      uint64_t& next_position) {
-  const AppendRequest& request = *writer.request;
+void RocksDbEventStore::Prepare(Writer& writer, rocksdb::WriteBatch& batch,
+                                absl::flat_hash_map<std::string, int64_t>& heads,
+                                uint64_t& next_position) {
+  const AppendRequest& request = writer.request;
   // Check every expectation before writing anything, so a rejected batch adds nothing.
   std::vector<int64_t> versions;
   for (const StreamAppend& stream : request.streams) {
-    absl::StatusOr<int64_t> head = HeadOfLocked(stream.stream_id, heads);
+    absl::StatusOr<int64_t> head = HeadOf(stream.stream_id, heads);
     if (!head.ok()) {
       writer.result = head.status();
       return;
@@ -177,22 +199,57 @@ void RocksDbEventStore::PrepareLocked(Writer& writer, rocksdb::WriteBatch& batch
   writer.result = std::move(result);
 }
 
-absl::StatusOr<AppendResult> RocksDbEventStore::Append(AppendRequest request) {
-  RETURN_IF_ERROR(CheckRequest(request));
-  Writer self(&request);
-  absl::MutexLock lock(&mu_);
-  if (writers_.size() >= options_.max_pending_appends) {
-    return absl::ResourceExhaustedError(
-        StrCat("the event log has ", writers_.size(), " appends waiting; retry with backoff"));
+void RocksDbEventStore::AppendAsync(AppendRequest request, AppendCallback done) {
+  if (absl::Status valid = CheckRequest(request); !valid.ok()) {
+    std::move(done)(std::move(valid));
+    return;
   }
-  writers_.push_back(&self);
-  pending_.store(writers_.size(), std::memory_order_relaxed);
-  while (!self.done && &self != writers_.front()) self.cv.Wait(&mu_);
-  if (self.done) return std::move(self.result);
+  auto writer = std::make_unique<Writer>(std::move(request), std::move(done));
+  absl::Status refused;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) {
+      refused = absl::UnavailableError("the event log is shutting down");
+    } else if (queue_.size() >= options_.max_pending_appends) {
+      refused = absl::ResourceExhaustedError(
+          StrCat("the event log has ", queue_.size(), " appends waiting; retry with backoff"));
+    } else {
+      queue_.push_back(std::move(writer));
+      pending_.fetch_add(1, std::memory_order_relaxed);
+      work_cv_.Signal();
+      return;
+    }
+  }
+  std::move(writer->done)(std::move(refused));
+}
 
-  // This thread leads a group commit of everything queued so far.
-  const size_t group_size = std::min(writers_.size(), options_.max_group_size);
-  std::vector<Writer*> group(writers_.begin(), writers_.begin() + group_size);
+void RocksDbEventStore::WriterLoop() {
+  std::vector<std::unique_ptr<Writer>> group;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      while (queue_.empty() && !stopping_) work_cv_.Wait(&mu_);
+      if (queue_.empty()) return;  // Stopping, and every queued append is answered.
+      const size_t group_size = std::min(queue_.size(), options_.max_group_size);
+      for (size_t i = 0; i < group_size; ++i) {
+        group.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    CommitGroup(group);
+    // Results go out in queue order; the callbacks run without any lock held.
+    for (std::unique_ptr<Writer>& w : group) std::move(w->done)(std::move(w->result));
+    pending_.fetch_sub(group.size(), std::memory_order_relaxed);
+    group.clear();
+  }
+}
+
+void RocksDbEventStore::CommitGroup(std::vector<std::unique_ptr<Writer>>& group) {
+  absl::Status write_error;
+  {
+    absl::MutexLock lock(&mu_);
+    write_error = write_error_;
+  }
   rocksdb::WriteBatch batch;
   uint64_t next_position = head_position_.load(std::memory_order_relaxed) + 1;
   absl::flat_hash_map<std::string, int64_t> group_heads;
@@ -200,15 +257,15 @@ absl::StatusOr<AppendResult> RocksDbEventStore::Append(AppendRequest request) {
   bool wrote_any = false;
   for (size_t i = 0; i < group.size(); ++i) {
     Writer& w = *group[i];
-    if (!write_error_.ok()) {
-      w.result = write_error_;
+    if (!write_error.ok()) {
+      w.result = write_error;
       continue;
     }
-    const AppendRequest& r = *w.request;
+    const AppendRequest& r = w.request;
     if (!r.command_id.empty()) {
       auto [it, inserted] = group_commands.emplace(r.command_id, static_cast<int>(i));
       if (!inserted) {
-        if (group[it->second]->request->fingerprint != r.fingerprint) {
+        if (group[it->second]->request.fingerprint != r.fingerprint) {
           w.result = absl::AlreadyExistsError(
               StrCat("command_id ", r.command_id, " was already used for a different request"));
         } else {
@@ -231,52 +288,40 @@ absl::StatusOr<AppendResult> RocksDbEventStore::Append(AppendRequest request) {
         continue;
       }
     }
-    PrepareLocked(w, batch, group_heads, next_position);
+    Prepare(w, batch, group_heads, next_position);
     wrote_any = wrote_any || w.result.ok();
   }
 
   if (wrote_any) {
     rocksdb::WriteOptions write_options;
     write_options.sync = database_->options().sync_writes;
-    // Only the leader writes, so the lock can be released while RocksDB syncs; new appends
-    // queue behind this group meanwhile.
-    mu_.Unlock();
     rocksdb::Status written = database_->db()->Write(write_options, &batch);
-    mu_.Lock();
     if (written.ok()) {
       for (auto& [stream, version] : group_heads) heads_[stream] = version;
-      {
-        absl::MutexLock head_lock(&head_mu_);
-        head_position_.store(next_position - 1, std::memory_order_release);
-        head_cv_.SignalAll();
-      }
+      absl::MutexLock head_lock(&head_mu_);
+      head_position_.store(next_position - 1, std::memory_order_release);
+      head_cv_.SignalAll();
     } else {
-      write_error_ = FromRocks(written, "appending to the event log");
-      write_error_ = absl::UnavailableError(
-          StrCat(write_error_.message(), "; appends are refused until the server restarts"));
+      absl::Status failed = FromRocks(written, "appending to the event log");
+      failed = absl::UnavailableError(
+          StrCat(failed.message(), "; appends are refused until the server restarts"));
+      {
+        absl::MutexLock lock(&mu_);
+        write_error_ = failed;
+      }
       // The cached heads may include versions that never reached disk.
       heads_.clear();
-      for (Writer* w : group) {
-        if (w->result.ok() && !w->result->deduplicated) w->result = write_error_;
+      for (std::unique_ptr<Writer>& w : group) {
+        if (w->result.ok() && !w->result->deduplicated) w->result = failed;
       }
     }
   }
-  for (Writer* w : group) {
+  for (std::unique_ptr<Writer>& w : group) {
     if (w->alias_of >= 0) {
       w->result = group[w->alias_of]->result;
       if (w->result.ok()) w->result->deduplicated = true;
     }
   }
-  for (size_t i = 0; i < group.size(); ++i) {
-    writers_.pop_front();
-    pending_.store(writers_.size(), std::memory_order_relaxed);
-    if (group[i] != &self) {
-      group[i]->done = true;
-      group[i]->cv.Signal();
-    }
-  }
-  if (!writers_.empty()) writers_.front()->cv.Signal();
-  return std::move(self.result);
 }
 
 bool RocksDbEventStore::healthy() {

@@ -1,20 +1,24 @@
 // RocksDbEventStore: the embedded EventStore on RocksDB, with group commit.
 //
-// Appends are group-committed the way LevelDB's DBImpl::Write works: every caller queues a
-// Writer; the one at the front becomes the leader, takes the whole queue (bounded), checks
-// each batch's expected versions against the in-memory stream heads, assigns consecutive
-// global positions, and writes everything as one rocksdb::WriteBatch with one WAL sync. The
-// others sleep until the leader hands them their result. No thread is acknowledged before the
-// sync (when sync is on).
+// Appends are group-committed by one writer thread, which owns the log's tail: callers queue
+// their batches and return (AppendAsync) or wait (Append); the writer takes everything queued
+// (bounded), checks each batch's expected versions against the in-memory stream heads, assigns
+// consecutive global positions, writes everything as one rocksdb::WriteBatch with one WAL
+// sync, and then hands every batch its result. No append is acknowledged before the sync
+// (when sync is on). While the writer syncs, new batches queue for the next group, so a group
+// grows with the load.
 //
 // Thread-safety: every public method may be called from any thread. The Database must outlive
-// the store. After a failed write the store refuses every further append (UNAVAILABLE) until
-// it is reopened, because the state of the WAL is then unknown.
+// the store; destroying the store finishes the appends already queued. After a failed write
+// the store refuses every further append (UNAVAILABLE) until it is reopened, because the
+// state of the WAL is then unknown.
 #pragma once
 
 #include <atomic>
 #include <deque>
 #include <memory>
+#include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -37,7 +41,9 @@ class RocksDbEventStore : public EventStore {
   static absl::StatusOr<std::unique_ptr<RocksDbEventStore>> Open(Database* database,
                                                                  EventStoreOptions options = {});
 
-  absl::StatusOr<AppendResult> Append(AppendRequest request) override;
+  ~RocksDbEventStore() override;
+
+  void AppendAsync(AppendRequest request, AppendCallback done) override;
   absl::StatusOr<std::optional<v1::CommandRecord>> FindCommand(
       std::string_view command_id) const override;
   absl::StatusOr<std::vector<v1::StoredEvent>> ReadStream(std::string_view stream_id,
@@ -60,14 +66,17 @@ class RocksDbEventStore : public EventStore {
 
   RocksDbEventStore(Database* database, EventStoreOptions options);
 
+  // The writer thread: takes groups off the queue until the store is destroyed.
+  void WriterLoop();
+  // Writes one group and sets every writer's result. Writer thread only.
+  void CommitGroup(std::vector<std::unique_ptr<Writer>>& group);
   // Adds `writer`'s batch to `batch` if its expectations hold against `heads` (the stream
   // heads as of the batches already in this group); otherwise sets its result to the error.
-  void PrepareLocked(Writer& writer, rocksdb::WriteBatch& batch,
-                     absl::flat_hash_map<std::string, int64_t>& heads, uint64_t& next_position)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<int64_t> HeadOfLocked(const std::string& stream_id,
-                                       const absl::flat_hash_map<std::string, int64_t>& group)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writer thread only.
+  void Prepare(Writer& writer, rocksdb::WriteBatch& batch,
+               absl::flat_hash_map<std::string, int64_t>& heads, uint64_t& next_position);
+  absl::StatusOr<int64_t> HeadOf(const std::string& stream_id,
+                                 const absl::flat_hash_map<std::string, int64_t>& group);
 
   Database* const database_;
   const EventStoreOptions options_;
@@ -76,15 +85,22 @@ class RocksDbEventStore : public EventStore {
   rocksdb::ColumnFamilyHandle* const commands_;
 
   absl::Mutex mu_;
-  std::deque<Writer*> writers_ ABSL_GUARDED_BY(mu_);
-  // Cache of stream heads (version of the last event); a miss reads the streams family.
-  absl::flat_hash_map<std::string, int64_t> heads_ ABSL_GUARDED_BY(mu_);
+  absl::CondVar work_cv_;  // Signalled when a batch is queued or the store stops.
+  std::deque<std::unique_ptr<Writer>> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status write_error_ ABSL_GUARDED_BY(mu_);
 
+  // Writer thread only: the cache of stream heads (version of the last event); a miss reads
+  // the streams family.
+  absl::flat_hash_map<std::string, int64_t> heads_;
+
   std::atomic<uint64_t> head_position_{0};
-  std::atomic<size_t> pending_{0};  // writers_.size(), readable without mu_.
+  // Appends queued or being written, readable without mu_.
+  std::atomic<size_t> pending_{0};
   mutable absl::Mutex head_mu_;
   mutable absl::CondVar head_cv_;
+
+  std::thread writer_;  // Last: started once everything above is initialised.
 };
 
 }  // namespace fidelis::storage

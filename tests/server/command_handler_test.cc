@@ -14,8 +14,8 @@ namespace {
 class CountingStore : public storage::EventStore {
  public:
   explicit CountingStore(storage::EventStore* inner) : inner_(inner) {}
-  absl::StatusOr<storage::AppendResult> Append(storage::AppendRequest r) override {
-    return inner_->Append(std::move(r));
+  void AppendAsync(storage::AppendRequest r, storage::AppendCallback done) override {
+    inner_->AppendAsync(std::move(r), std::move(done));
   }
   absl::StatusOr<std::optional<v1::CommandRecord>> FindCommand(std::string_view id) const override {
     return inner_->FindCommand(id);
