@@ -1,7 +1,9 @@
 #include "storage/rocksdb_event_store.h"
 
+#include <atomic>
 #include <thread>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "storage/database.h"
@@ -143,6 +145,56 @@ TEST_F(EventStoreTest, ConcurrentAppendsAreGaplessAndContiguousPerStream) {
     return true;
   }));
   EXPECT_EQ(expected_position, uint64_t{kThreads * kPerThread} + 1);
+}
+
+TEST_F(EventStoreTest, AsyncAppendsFromOneThreadAreGroupedAndAnsweredInOrderOffThatThread) {
+  // One thread queues 500 appends without waiting; the writer thread groups them, and answers
+  // each once, in queue order, after its group is written.
+  constexpr int kAppends = 500;
+  absl::Mutex mu;
+  std::vector<uint64_t> positions;
+  int other_thread = 0;
+  const std::thread::id caller = std::this_thread::get_id();
+  for (int i = 0; i < kAppends; ++i) {
+    store_->AppendAsync(OneStream("S-" + std::to_string(i % 7), kExpectAny),
+                        [&](absl::StatusOr<AppendResult> result) {
+                          ASSERT_OK(result);
+                          absl::MutexLock lock(&mu);
+                          positions.push_back(result->first_position);
+                          if (std::this_thread::get_id() != caller) ++other_thread;
+                        });
+  }
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(
+        +[](std::vector<uint64_t>* p) { return p->size() == kAppends; }, &positions));
+  }
+  EXPECT_EQ(other_thread, kAppends);
+  for (int i = 0; i < kAppends; ++i) EXPECT_EQ(positions[i], uint64_t(i + 1));
+  EXPECT_EQ(store_->HeadPosition(), uint64_t{kAppends});
+}
+
+TEST_F(EventStoreTest, AsyncAppendRefusedUpFrontIsAnsweredOnTheCallingThread) {
+  bool answered = false;
+  store_->AppendAsync(AppendRequest{}, [&](absl::StatusOr<AppendResult> result) {
+    EXPECT_CODE(result, kInvalidArgument);
+    answered = true;
+  });
+  EXPECT_TRUE(answered);
+  EXPECT_EQ(store_->HeadPosition(), 0u);
+}
+
+TEST_F(EventStoreTest, ClosingTheStoreAnswersEveryQueuedAppend) {
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 200; ++i) {
+    store_->AppendAsync(OneStream("A-1", kExpectAny), [&](absl::StatusOr<AppendResult> result) {
+      if (result.ok()) ++ok;
+    });
+  }
+  Close();  // Returns once the writer has written and answered everything queued.
+  EXPECT_EQ(ok.load(), 200);
+  Open();
+  EXPECT_EQ(store_->HeadPosition(), 200u);
 }
 
 TEST_F(EventStoreTest, ConcurrentWritersWithTheSameExpectationHaveOneWinner) {
