@@ -79,9 +79,7 @@ struct CommandHandler::Operation {
   std::function<void(absl::Status status)> fail;
   // Whether an append error is a conflict to decide again; forgets what was cached. Default:
   // never.
-  std::function<bool(const absl::Status& status)> retry = [](const absl::Status&) {
-    return false;
-  };
+  std::function<bool(const absl::Status& status)> retry = [](const absl::Status&) { return false; };
   // The caller's status for an append error that is not retried.
   std::function<absl::Status(const absl::Status& status)> map_error = MapAppendError;
   absl::Time deadline = absl::InfiniteFuture();
@@ -233,22 +231,23 @@ void CommandHandler::Attempt(std::shared_ptr<Operation> op) {
     op->fail(std::move(prepared));
     return;
   }
-  store_->AppendAsync(std::move(request), [this, op = std::move(op)](
-                                              absl::StatusOr<storage::AppendResult> result) mutable {
-    if (result.ok()) {
-      op->commit(*result);
-    } else if (!op->retry(result.status())) {
-      op->fail(op->map_error(result.status()));
-    } else if (++op->attempts < kMaxAttempts) {
-      Attempt(std::move(op));
-    } else {
-      op->fail(absl::AbortedError(op->contention_message));
-    }
-  });
+  store_->AppendAsync(
+      std::move(request),
+      [this, op = std::move(op)](absl::StatusOr<storage::AppendResult> result) mutable {
+        if (result.ok()) {
+          op->commit(*result);
+        } else if (!op->retry(result.status())) {
+          op->fail(op->map_error(result.status()));
+        } else if (++op->attempts < kMaxAttempts) {
+          Attempt(std::move(op));
+        } else {
+          op->fail(absl::AbortedError(op->contention_message));
+        }
+      });
 }
 
-void CommandHandler::Execute(std::string account_id, const CommandContext& context,
-                             Decider decide, CommandDone done) {
+void CommandHandler::Execute(std::string account_id, const CommandContext& context, Decider decide,
+                             CommandDone done) {
   auto finish = std::make_shared<CommandDone>(std::move(done));
   std::string stream = AccountStream(account_id);
   absl::StatusOr<std::optional<storage::AppendResult>> earlier = Deduplicate(context);
@@ -299,8 +298,8 @@ void CommandHandler::Execute(std::string account_id, const CommandContext& conte
     std::move (*finish)(OutcomeFor(result, stream));
   };
   op->fail = [finish](absl::Status status) { std::move (*finish)(std::move(status)); };
-  op->retry = [this, account_id, expected = context.expected_version.has_value()](
-                  const absl::Status& status) {
+  op->retry = [this, account_id,
+               expected = context.expected_version.has_value()](const absl::Status& status) {
     if (status.code() != absl::StatusCode::kAborted) return false;
     Forget(account_id);
     return !expected;
@@ -379,11 +378,12 @@ void CommandHandler::DepositAsync(DepositCommand command, const CommandContext& 
     return std::move(done)(std::move(valid));
   }
   std::string account_id = command.account_id;
-  Execute(std::move(account_id), context,
-          [command = std::move(command)](const AccountState& state) {
-            return DecideDeposit(state, command);
-          },
-          std::move(done));
+  Execute(
+      std::move(account_id), context,
+      [command = std::move(command)](const AccountState& state) {
+        return DecideDeposit(state, command);
+      },
+      std::move(done));
 }
 
 void CommandHandler::WithdrawAsync(WithdrawalCommand command, const CommandContext& context,
@@ -392,11 +392,12 @@ void CommandHandler::WithdrawAsync(WithdrawalCommand command, const CommandConte
     return std::move(done)(std::move(valid));
   }
   std::string account_id = command.account_id;
-  Execute(std::move(account_id), context,
-          [command = std::move(command)](const AccountState& state) {
-            return DecideWithdrawal(state, command);
-          },
-          std::move(done));
+  Execute(
+      std::move(account_id), context,
+      [command = std::move(command)](const AccountState& state) {
+        return DecideWithdrawal(state, command);
+      },
+      std::move(done));
 }
 
 void CommandHandler::CloseAsync(CloseAccountCommand command, const CommandContext& context,
@@ -405,11 +406,12 @@ void CommandHandler::CloseAsync(CloseAccountCommand command, const CommandContex
     return std::move(done)(std::move(valid));
   }
   std::string account_id = command.account_id;
-  Execute(std::move(account_id), context,
-          [command = std::move(command)](const AccountState& state) {
-            return DecideClose(state, command);
-          },
-          std::move(done));
+  Execute(
+      std::move(account_id), context,
+      [command = std::move(command)](const AccountState& state) {
+        return DecideClose(state, command);
+      },
+      std::move(done));
 }
 
 void CommandHandler::TransferAsync(TransferCommand command, const CommandContext& context,
@@ -495,8 +497,8 @@ void CommandHandler::TransferAsync(TransferCommand command, const CommandContext
       absl::Status applied =
           ApplyAccountEvent(from, decision->events.debit.type, *decision->events.debit.payload);
       if (applied.ok()) {
-        applied = ApplyAccountEvent(to, decision->events.credit.type,
-                                    *decision->events.credit.payload);
+        applied =
+            ApplyAccountEvent(to, decision->events.credit.type, *decision->events.credit.payload);
       }
       if (!applied.ok()) {
         std::move (*finish)(std::move(applied));

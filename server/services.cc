@@ -225,9 +225,9 @@ absl::Time CallDeadline(const grpc::ServerContextBase& context, absl::Duration c
   return std::min(capped, absl::FromChrono(deadline));
 }
 
-grpc::ServerUnaryReactor* AccountCommandsService::OpenAccount(
-    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
-    grpc::ByteBuffer* response) {
+grpc::ServerUnaryReactor* AccountCommandsService::OpenAccount(grpc::CallbackServerContext* context,
+                                                              const grpc::ByteBuffer* request,
+                                                              grpc::ByteBuffer* response) {
   return Serve<v1::OpenAccountRequest>(
       *auth_, "OpenAccount", context, request,
       [&](const v1::OpenAccountRequest& r, const CommandContext& ctx,
@@ -244,16 +244,16 @@ grpc::ServerUnaryReactor* AccountCommandsService::OpenAccount(
       });
 }
 
-grpc::ServerUnaryReactor* AccountCommandsService::MakeDeposit(
-    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
-    grpc::ByteBuffer* response) {
+grpc::ServerUnaryReactor* AccountCommandsService::MakeDeposit(grpc::CallbackServerContext* context,
+                                                              const grpc::ByteBuffer* request,
+                                                              grpc::ByteBuffer* response) {
   return Serve<v1::MakeDepositRequest>(
       *auth_, "MakeDeposit", context, request,
       [&](const v1::MakeDepositRequest& r, const CommandContext& ctx,
           grpc::ServerUnaryReactor* reactor) {
         handler_->DepositAsync(
-            {r.account_id(), r.amount().minor_units(), r.amount().currency(), r.reference()},
-            ctx, [reactor, response](absl::StatusOr<CommandOutcome> outcome) {
+            {r.account_id(), r.amount().minor_units(), r.amount().currency(), r.reference()}, ctx,
+            [reactor, response](absl::StatusOr<CommandOutcome> outcome) {
               Answer(reactor, response, std::move(outcome));
             });
       });
@@ -267,16 +267,16 @@ grpc::ServerUnaryReactor* AccountCommandsService::MakeWithdrawal(
       [&](const v1::MakeWithdrawalRequest& r, const CommandContext& ctx,
           grpc::ServerUnaryReactor* reactor) {
         handler_->WithdrawAsync(
-            {r.account_id(), r.amount().minor_units(), r.amount().currency(), r.reference()},
-            ctx, [reactor, response](absl::StatusOr<CommandOutcome> outcome) {
+            {r.account_id(), r.amount().minor_units(), r.amount().currency(), r.reference()}, ctx,
+            [reactor, response](absl::StatusOr<CommandOutcome> outcome) {
               Answer(reactor, response, std::move(outcome));
             });
       });
 }
 
-grpc::ServerUnaryReactor* AccountCommandsService::CloseAccount(
-    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
-    grpc::ByteBuffer* response) {
+grpc::ServerUnaryReactor* AccountCommandsService::CloseAccount(grpc::CallbackServerContext* context,
+                                                               const grpc::ByteBuffer* request,
+                                                               grpc::ByteBuffer* response) {
   return Serve<v1::CloseAccountRequest>(
       *auth_, "CloseAccount", context, request,
       [&](const v1::CloseAccountRequest& r, const CommandContext& ctx,
@@ -304,19 +304,19 @@ grpc::ServerUnaryReactor* AccountCommandsService::TransferFunds(
         std::optional<int64_t> from_expected, to_expected;
         if (r.has_from_expected_version()) from_expected = r.from_expected_version();
         if (r.has_to_expected_version()) to_expected = r.to_expected_version();
-        handler_->TransferAsync(
-            std::move(command), ctx, from_expected, to_expected,
-            [reactor, response](absl::StatusOr<TransferOutcome> outcome) {
-              if (!outcome.ok()) return reactor->Finish(ToGrpcStatus(outcome.status()));
-              v1::TransferFundsResponse answer;
-              answer.set_transfer_id(outcome->transfer_id);
-              answer.set_from_stream_version(outcome->from_version);
-              answer.set_to_stream_version(outcome->to_version);
-              answer.set_debit_global_position(outcome->debit_position);
-              answer.set_credit_global_position(outcome->credit_position);
-              answer.set_deduplicated(outcome->deduplicated);
-              Reply(reactor, response, answer);
-            });
+        handler_->TransferAsync(std::move(command), ctx, from_expected, to_expected,
+                                [reactor, response](absl::StatusOr<TransferOutcome> outcome) {
+                                  if (!outcome.ok())
+                                    return reactor->Finish(ToGrpcStatus(outcome.status()));
+                                  v1::TransferFundsResponse answer;
+                                  answer.set_transfer_id(outcome->transfer_id);
+                                  answer.set_from_stream_version(outcome->from_version);
+                                  answer.set_to_stream_version(outcome->to_version);
+                                  answer.set_debit_global_position(outcome->debit_position);
+                                  answer.set_credit_global_position(outcome->credit_position);
+                                  answer.set_deduplicated(outcome->deduplicated);
+                                  Reply(reactor, response, answer);
+                                });
       });
 }
 
