@@ -87,7 +87,9 @@ class EventStore {
   // Thread-safe; concurrent appends are group-committed. `done` runs either on the calling
   // thread before AppendAsync returns (a request refused up front) or on the store's writer
   // thread; there it holds up every later append, so it must be quick and must not wait for
-  // another append (it may start one with AppendAsync).
+  // another append. It may start one with AppendAsync: that append goes ahead of those other
+  // threads queued, so a command decided again after a conflict, on the state just written,
+  // is not overtaken by commands decided earlier on older state (which would starve it).
   virtual void AppendAsync(AppendRequest request, AppendCallback done) = 0;
 
   // AppendAsync, waiting for the outcome. Must not be called from an AppendCallback.

@@ -205,6 +205,12 @@ void RocksDbEventStore::AppendAsync(AppendRequest request, AppendCallback done) 
     return;
   }
   auto writer = std::make_unique<Writer>(std::move(request), std::move(done));
+  if (std::this_thread::get_id() == writer_.get_id()) {
+    // From a callback: ahead of the queue (see EventStore::AppendAsync).
+    from_callbacks_.push_back(std::move(writer));
+    pending_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   absl::Status refused;
   {
     absl::MutexLock lock(&mu_);
@@ -226,12 +232,12 @@ void RocksDbEventStore::AppendAsync(AppendRequest request, AppendCallback done) 
 void RocksDbEventStore::WriterLoop() {
   std::vector<std::unique_ptr<Writer>> group;
   while (true) {
+    group.swap(from_callbacks_);
     {
       absl::MutexLock lock(&mu_);
-      while (queue_.empty() && !stopping_) work_cv_.Wait(&mu_);
-      if (queue_.empty()) return;  // Stopping, and every queued append is answered.
-      const size_t group_size = std::min(queue_.size(), options_.max_group_size);
-      for (size_t i = 0; i < group_size; ++i) {
+      while (group.empty() && queue_.empty() && !stopping_) work_cv_.Wait(&mu_);
+      if (group.empty() && queue_.empty()) return;  // Stopping, and everything is answered.
+      while (!queue_.empty() && group.size() < options_.max_group_size) {
         group.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }

@@ -93,6 +93,8 @@ class RocksDbEventStore : public EventStore {
   // Writer thread only: the cache of stream heads (version of the last event); a miss reads
   // the streams family.
   absl::flat_hash_map<std::string, int64_t> heads_;
+  // Writer thread only: appends started by callbacks, for the front of the next group.
+  std::vector<std::unique_ptr<Writer>> from_callbacks_;
 
   std::atomic<uint64_t> head_position_{0};
   // Appends queued or being written, readable without mu_.

@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "storage/database.h"
@@ -147,9 +148,9 @@ TEST_F(EventStoreTest, ConcurrentAppendsAreGaplessAndContiguousPerStream) {
   EXPECT_EQ(expected_position, uint64_t{kThreads * kPerThread} + 1);
 }
 
-TEST_F(EventStoreTest, AsyncAppendsFromOneThreadAreGroupedAndAnsweredInOrderOffThatThread) {
-  // One thread queues 500 appends without waiting; the writer thread groups them, and answers
-  // each once, in queue order, after its group is written.
+TEST_F(EventStoreTest, AsyncAppendsFromOneThreadAreAnsweredInOrderOnTheWriterThread) {
+  // One thread queues 500 appends without waiting; the writer thread answers each once, in
+  // queue order, after its group is written.
   constexpr int kAppends = 500;
   absl::Mutex mu;
   std::vector<uint64_t> positions;
@@ -172,6 +173,36 @@ TEST_F(EventStoreTest, AsyncAppendsFromOneThreadAreGroupedAndAnsweredInOrderOffT
   EXPECT_EQ(other_thread, kAppends);
   for (int i = 0; i < kAppends; ++i) EXPECT_EQ(positions[i], uint64_t(i + 1));
   EXPECT_EQ(store_->HeadPosition(), uint64_t{kAppends});
+}
+
+TEST_F(EventStoreTest, AnAppendStartedFromACallbackGoesAheadOfTheQueue) {
+  // The first append's callback holds the writer until 300 appends from this thread are
+  // queued, then starts one more (as a command decided again after a conflict does). It is
+  // written next, not after the 300.
+  absl::Notification running, queued, all_done;
+  std::atomic<uint64_t> again_position{0};
+  std::atomic<int> answered{0};
+  store_->AppendAsync(OneStream("A-1", kExpectAny), [&](absl::StatusOr<AppendResult> first) {
+    ASSERT_OK(first);
+    running.Notify();
+    queued.WaitForNotification();
+    store_->AppendAsync(OneStream("A-1", kExpectAny), [&](absl::StatusOr<AppendResult> again) {
+      ASSERT_OK(again);
+      again_position = again->first_position;
+      if (++answered == 301) all_done.Notify();
+    });
+  });
+  running.WaitForNotification();
+  for (int i = 0; i < 300; ++i) {
+    store_->AppendAsync(OneStream("B-1", kExpectAny), [&](absl::StatusOr<AppendResult> result) {
+      ASSERT_OK(result);
+      if (++answered == 301) all_done.Notify();
+    });
+  }
+  queued.Notify();
+  all_done.WaitForNotification();
+  EXPECT_EQ(again_position.load(), 2u);
+  EXPECT_EQ(store_->HeadPosition(), 302u);
 }
 
 TEST_F(EventStoreTest, AsyncAppendRefusedUpFrontIsAnsweredOnTheCallingThread) {
