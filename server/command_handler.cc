@@ -52,6 +52,13 @@ absl::Status ExpectedVersionMismatch(std::string_view stream, int64_t expected, 
                                    expected, ", current version is ", actual));
 }
 
+absl::Status ApplyAll(AccountState& state, const std::vector<NewEvent>& events) {
+  for (const NewEvent& event : events) {
+    RETURN_IF_ERROR(ApplyAccountEvent(state, event.type, *event.payload));
+  }
+  return absl::OkStatus();
+}
+
 // Runs an asynchronous command and waits for its outcome.
 template <typename Outcome, typename Start>
 absl::StatusOr<Outcome> Wait(Start start) {
@@ -66,26 +73,6 @@ absl::StatusOr<Outcome> Wait(Start start) {
 }
 
 }  // namespace
-
-// A command in flight, shared by the attempt being written and the callbacks that follow it.
-// Only one thread uses it at a time: the caller's for the first attempt, then the writer's.
-struct CommandHandler::Operation {
-  // Loads, checks and decides against the current state, and fills `request`. A non-OK status
-  // ends the command with that status.
-  std::function<absl::Status(storage::AppendRequest& request)> prepare;
-  // Ends the command after its append succeeded.
-  std::function<void(const storage::AppendResult& result)> commit;
-  // Ends the command with an error.
-  std::function<void(absl::Status status)> fail;
-  // Whether an append error is a conflict to decide again; forgets what was cached. Default:
-  // never.
-  std::function<bool(const absl::Status& status)> retry = [](const absl::Status&) { return false; };
-  // The caller's status for an append error that is not retried.
-  std::function<absl::Status(const absl::Status& status)> map_error = MapAppendError;
-  absl::Time deadline = absl::InfiniteFuture();
-  std::string contention_message;
-  int attempts = 0;
-};
 
 std::string HexId(uint64_t a, uint64_t b) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -223,305 +210,346 @@ absl::StatusOr<std::optional<storage::AppendResult>> CommandHandler::Deduplicate
   return result;
 }
 
-void CommandHandler::Attempt(std::shared_ptr<Operation> op) {
-  storage::AppendRequest request;
-  absl::Status prepared = op->prepare(request);
-  if (prepared.ok()) prepared = CheckDeadline(op->deadline);
-  if (!prepared.ok()) {
-    op->fail(std::move(prepared));
-    return;
-  }
-  store_->AppendAsync(
-      std::move(request),
-      [this, op = std::move(op)](absl::StatusOr<storage::AppendResult> result) mutable {
-        if (result.ok()) {
-          op->commit(*result);
-        } else if (!op->retry(result.status())) {
-          op->fail(op->map_error(result.status()));
-        } else if (++op->attempts < kMaxAttempts) {
-          Attempt(std::move(op));
-        } else {
-          op->fail(absl::AbortedError(op->contention_message));
-        }
-      });
-}
+// A command in flight. The caller's thread runs its first attempt; after that it lives in its
+// append's callback, on the store's writer thread. So one thread at a time uses it.
+class CommandHandler::Operation {
+ public:
+  Operation(CommandHandler* handler, CommandContext context)
+      : handler_(handler), context_(std::move(context)) {}
+  virtual ~Operation() = default;
 
-void CommandHandler::Execute(std::string account_id, const CommandContext& context, Decider decide,
-                             CommandDone done) {
-  auto finish = std::make_shared<CommandDone>(std::move(done));
-  std::string stream = AccountStream(account_id);
-  absl::StatusOr<std::optional<storage::AppendResult>> earlier = Deduplicate(context);
-  if (!earlier.ok() || earlier->has_value()) {
-    std::move (*finish)(earlier.ok() ? absl::StatusOr<CommandOutcome>(OutcomeFor(**earlier, stream))
-                                     : earlier.status());
-    return;
+  const CommandContext& context() const { return context_; }
+
+  // Loads, checks and decides against the current state, and fills `request`. A non-OK status
+  // ends the command with that status.
+  virtual absl::Status Prepare(storage::AppendRequest& request) = 0;
+  // Ends the command after its append succeeded.
+  virtual void Commit(const storage::AppendResult& result) = 0;
+  // Ends the command with the result of an earlier one with the same command_id.
+  virtual void Repeat(const storage::AppendResult& earlier) = 0;
+  // Ends the command with an error.
+  virtual void Fail(absl::Status status) = 0;
+  // Whether an append error is a version conflict to decide again on fresh state; forgets what
+  // was cached. Never, unless a kind says otherwise.
+  virtual bool Retry(const absl::Status& /*status*/) { return false; }
+  // The caller's status for an append error that is not retried.
+  virtual absl::Status MapError(const absl::Status& status) { return MapAppendError(status); }
+  // The caller's status when every attempt conflicted.
+  virtual absl::Status Contention() const {
+    return absl::AbortedError("the command kept conflicting; retry it");
   }
-  // What one attempt decided, for its commit.
-  struct Decision {
-    AccountState state;
-    std::vector<NewEvent> events;
-  };
-  auto decision = std::make_shared<Decision>();
-  auto op = std::make_shared<Operation>();
-  op->prepare = [this, account_id, stream, context, decide = std::move(decide),
-                 decision](storage::AppendRequest& request) -> absl::Status {
-    ASSIGN_OR_RETURN(decision->state, Load(account_id));
-    const AccountState& state = decision->state;
-    if (context.expected_version && *context.expected_version != state.version) {
-      return ExpectedVersionMismatch(stream, *context.expected_version, state.version);
+
+  int attempts = 0;
+
+ protected:
+  void SetOptions(storage::AppendRequest& request) const {
+    request.command_id = context_.command_id;
+    request.fingerprint = context_.fingerprint;
+  }
+
+  CommandHandler* const handler_;
+  const CommandContext context_;
+};
+
+// An operation that ends with an `Outcome`.
+template <typename Outcome>
+class CommandHandler::OperationWith : public Operation {
+ public:
+  using Done = absl::AnyInvocable<void(absl::StatusOr<Outcome>) &&>;
+  OperationWith(CommandHandler* handler, CommandContext context, Done done)
+      : Operation(handler, std::move(context)), done_(std::move(done)) {}
+
+  void Fail(absl::Status status) final { Finish(std::move(status)); }
+
+ protected:
+  void Finish(absl::StatusOr<Outcome> outcome) { std::move(done_)(std::move(outcome)); }
+
+ private:
+  Done done_;
+};
+
+// A command on one existing account (deposit, withdrawal, close): load, decide, append.
+template <typename Command>
+class CommandHandler::AccountOperation final : public OperationWith<CommandOutcome> {
+ public:
+  using Decide = absl::StatusOr<std::vector<NewEvent>> (*)(const AccountState&, const Command&);
+  AccountOperation(CommandHandler* handler, Command command, CommandContext context, Decide decide,
+                   CommandDone done)
+      : OperationWith(handler, std::move(context), std::move(done)),
+        command_(std::move(command)),
+        stream_(AccountStream(command_.account_id)),
+        decide_(decide) {}
+
+  absl::Status Prepare(storage::AppendRequest& request) override {
+    ASSIGN_OR_RETURN(state_, handler_->Load(command_.account_id));
+    if (context_.expected_version && *context_.expected_version != state_.version) {
+      return ExpectedVersionMismatch(stream_, *context_.expected_version, state_.version);
     }
-    ASSIGN_OR_RETURN(decision->events, decide(state));
+    ASSIGN_OR_RETURN(events_, decide_(state_, command_));
     storage::StreamAppend& append = request.streams.emplace_back();
-    append.stream_id = stream;
-    append.expected_version = state.version;
-    for (const NewEvent& event : decision->events) {
-      append.events.push_back(ToAppend(event, context));
+    append.stream_id = stream_;
+    append.expected_version = state_.version;
+    for (const NewEvent& event : events_) {
+      append.events.push_back(handler_->ToAppend(event, context_));
     }
-    request.command_id = context.command_id;
-    request.fingerprint = context.fingerprint;
+    SetOptions(request);
     return absl::OkStatus();
-  };
-  op->commit = [this, stream, decision, finish](const storage::AppendResult& result) {
-    if (!result.deduplicated) {
-      AccountState& state = decision->state;
-      const int64_t previous = state.version;
-      for (const NewEvent& event : decision->events) {
-        absl::Status applied = ApplyAccountEvent(state, event.type, *event.payload);
-        if (!applied.ok()) {
-          std::move (*finish)(std::move(applied));
-          return;
-        }
-      }
-      Remember(state);
-      MaybeSnapshot(state, previous);
-    }
-    std::move (*finish)(OutcomeFor(result, stream));
-  };
-  op->fail = [finish](absl::Status status) { std::move (*finish)(std::move(status)); };
-  op->retry = [this, account_id,
-               expected = context.expected_version.has_value()](const absl::Status& status) {
-    if (status.code() != absl::StatusCode::kAborted) return false;
-    Forget(account_id);
-    return !expected;
-  };
-  op->deadline = context.deadline;
-  op->contention_message =
-      StrCat("account ", account_id, " is under heavy contention; retry the command");
-  Attempt(std::move(op));
-}
-
-void CommandHandler::OpenAsync(OpenAccountCommand command, const CommandContext& context,
-                               CommandDone done) {
-  command.account_id = NewId();
-  auto finish = std::make_shared<CommandDone>(std::move(done));
-  auto fail = [finish](absl::Status status) { std::move (*finish)(std::move(status)); };
-  if (absl::Status valid = Validate(command); !valid.ok()) return fail(std::move(valid));
-  absl::StatusOr<std::optional<storage::AppendResult>> earlier = Deduplicate(context);
-  if (!earlier.ok()) return fail(earlier.status());
-  if (earlier->has_value()) return std::move(*finish)(OutcomeFor(**earlier, ""));
-  if (context.expected_version && *context.expected_version != 0) {
-    return fail(absl::AbortedError(StrCat(
-        "a new account's stream is at version 0, expected version ", *context.expected_version)));
   }
-  absl::StatusOr<std::vector<NewEvent>> decided = DecideOpen(AccountState{}, command);
-  if (!decided.ok()) return fail(decided.status());
-  auto events = std::make_shared<std::vector<NewEvent>>(std::move(*decided));
-  auto op = std::make_shared<Operation>();
-  std::string reservation_stream = AccountNumberStream(command.account_number);
-  op->prepare = [this, command, context, events,
-                 reservation_stream](storage::AppendRequest& request) {
+  void Commit(const storage::AppendResult& result) override {
+    if (!result.deduplicated) {
+      const int64_t previous = state_.version;
+      if (absl::Status applied = ApplyAll(state_, events_); !applied.ok()) return Finish(applied);
+      handler_->Remember(state_);
+      handler_->MaybeSnapshot(state_, previous);
+    }
+    Finish(OutcomeFor(result, stream_));
+  }
+  void Repeat(const storage::AppendResult& earlier) override {
+    Finish(OutcomeFor(earlier, stream_));
+  }
+  bool Retry(const absl::Status& status) override {
+    if (status.code() != absl::StatusCode::kAborted) return false;
+    handler_->Forget(command_.account_id);
+    return !context_.expected_version;  // A version the caller named is not decided again.
+  }
+  absl::Status Contention() const override {
+    return absl::AbortedError(
+        StrCat("account ", command_.account_id, " is under heavy contention; retry the command"));
+  }
+
+ private:
+  const Command command_;
+  const std::string stream_;
+  const Decide decide_;
+  // What the current attempt loaded and decided.
+  AccountState state_;
+  std::vector<NewEvent> events_;
+};
+
+// Opening an account: its first events and the account number's reservation, in one append.
+class CommandHandler::OpenOperation final : public OperationWith<CommandOutcome> {
+ public:
+  OpenOperation(CommandHandler* handler, OpenAccountCommand command, CommandContext context,
+                CommandDone done)
+      : OperationWith(handler, std::move(context), std::move(done)),
+        command_(std::move(command)),
+        reservation_stream_(AccountNumberStream(command_.account_number)) {}
+
+  absl::Status Prepare(storage::AppendRequest& request) override {
+    if (context_.expected_version && *context_.expected_version != 0) {
+      return absl::AbortedError(StrCat("a new account's stream is at version 0, expected version ",
+                                       *context_.expected_version));
+    }
+    ASSIGN_OR_RETURN(events_, DecideOpen(AccountState{}, command_));
     request.streams.reserve(2);
     storage::StreamAppend& account = request.streams.emplace_back();
-    account.stream_id = AccountStream(command.account_id);
+    account.stream_id = AccountStream(command_.account_id);
     account.expected_version = storage::kExpectNoStream;
-    for (const NewEvent& event : *events) account.events.push_back(ToAppend(event, context));
+    for (const NewEvent& event : events_) {
+      account.events.push_back(handler_->ToAppend(event, context_));
+    }
     storage::StreamAppend& reservation = request.streams.emplace_back();
-    reservation.stream_id = reservation_stream;
+    reservation.stream_id = reservation_stream_;
     reservation.expected_version = storage::kExpectNoStream;
-    reservation.events.push_back(ToAppend(AccountNumberReservation(command), context));
-    request.command_id = context.command_id;
-    request.fingerprint = context.fingerprint;
+    reservation.events.push_back(handler_->ToAppend(AccountNumberReservation(command_), context_));
+    SetOptions(request);
     return absl::OkStatus();
-  };
-  op->commit = [this, events, finish](const storage::AppendResult& result) {
+  }
+  void Commit(const storage::AppendResult& result) override {
     if (!result.deduplicated) {
       AccountState state;
-      for (const NewEvent& event : *events) {
-        absl::Status applied = ApplyAccountEvent(state, event.type, *event.payload);
-        if (!applied.ok()) {
-          std::move (*finish)(std::move(applied));
-          return;
-        }
-      }
-      Remember(state);
+      if (absl::Status applied = ApplyAll(state, events_); !applied.ok()) return Finish(applied);
+      handler_->Remember(state);
     }
-    std::move (*finish)(OutcomeFor(result, ""));
-  };
-  op->fail = fail;
-  op->map_error = [reservation_stream,
-                   number = command.account_number](const absl::Status& status) -> absl::Status {
+    Finish(OutcomeFor(result, ""));
+  }
+  void Repeat(const storage::AppendResult& earlier) override { Finish(OutcomeFor(earlier, "")); }
+  absl::Status MapError(const absl::Status& status) override {
     auto conflict = status.GetPayload(storage::kConflictStreamPayloadKey);
     if (status.code() == absl::StatusCode::kAborted && conflict &&
-        std::string(*conflict) == reservation_stream) {
+        std::string(*conflict) == reservation_stream_) {
       return absl::AlreadyExistsError(
-          StrCat("an account with account_number ", number, " already exists"));
+          StrCat("an account with account_number ", command_.account_number, " already exists"));
     }
     return MapAppendError(status);
-  };
-  op->deadline = context.deadline;
-  Attempt(std::move(op));
-}
-
-void CommandHandler::DepositAsync(DepositCommand command, const CommandContext& context,
-                                  CommandDone done) {
-  if (absl::Status valid = ValidateDeposit(command); !valid.ok()) {
-    return std::move(done)(std::move(valid));
   }
-  std::string account_id = command.account_id;
-  Execute(
-      std::move(account_id), context,
-      [command = std::move(command)](const AccountState& state) {
-        return DecideDeposit(state, command);
-      },
-      std::move(done));
-}
 
-void CommandHandler::WithdrawAsync(WithdrawalCommand command, const CommandContext& context,
-                                   CommandDone done) {
-  if (absl::Status valid = ValidateWithdrawal(command); !valid.ok()) {
-    return std::move(done)(std::move(valid));
-  }
-  std::string account_id = command.account_id;
-  Execute(
-      std::move(account_id), context,
-      [command = std::move(command)](const AccountState& state) {
-        return DecideWithdrawal(state, command);
-      },
-      std::move(done));
-}
+ private:
+  const OpenAccountCommand command_;
+  const std::string reservation_stream_;
+  std::vector<NewEvent> events_;
+};
 
-void CommandHandler::CloseAsync(CloseAccountCommand command, const CommandContext& context,
-                                CommandDone done) {
-  if (absl::Status valid = Validate(command); !valid.ok()) {
-    return std::move(done)(std::move(valid));
+// A transfer: a debit and a credit on two accounts, in one append.
+class CommandHandler::TransferOperation final : public OperationWith<TransferOutcome> {
+ public:
+  TransferOperation(CommandHandler* handler, TransferCommand command, CommandContext context,
+                    std::optional<int64_t> from_expected, std::optional<int64_t> to_expected,
+                    TransferDone done)
+      : OperationWith(handler, std::move(context), std::move(done)),
+        command_(std::move(command)),
+        from_stream_(AccountStream(command_.from_account_id)),
+        to_stream_(AccountStream(command_.to_account_id)),
+        from_expected_(from_expected),
+        to_expected_(to_expected) {
+    command_.transfer_id = NewId();
   }
-  std::string account_id = command.account_id;
-  Execute(
-      std::move(account_id), context,
-      [command = std::move(command)](const AccountState& state) {
-        return DecideClose(state, command);
-      },
-      std::move(done));
-}
 
-void CommandHandler::TransferAsync(TransferCommand command, const CommandContext& context,
-                                   std::optional<int64_t> from_expected,
-                                   std::optional<int64_t> to_expected, TransferDone done) {
-  auto finish = std::make_shared<TransferDone>(std::move(done));
-  auto fail = [finish](absl::Status status) { std::move (*finish)(std::move(status)); };
-  if (absl::Status valid = Validate(command); !valid.ok()) return fail(std::move(valid));
-  for (auto [field, value] : {std::pair{"from_expected_version", from_expected},
-                              std::pair{"to_expected_version", to_expected}}) {
-    if (value && *value < 0) return fail(InvalidField(field, "must not be negative"));
+  absl::Status Prepare(storage::AppendRequest& request) override {
+    ASSIGN_OR_RETURN(from_, handler_->Load(command_.from_account_id));
+    ASSIGN_OR_RETURN(to_, handler_->Load(command_.to_account_id));
+    if (from_expected_ && *from_expected_ != from_.version) {
+      return ExpectedVersionMismatch(from_stream_, *from_expected_, from_.version);
+    }
+    if (to_expected_ && *to_expected_ != to_.version) {
+      return ExpectedVersionMismatch(to_stream_, *to_expected_, to_.version);
+    }
+    ASSIGN_OR_RETURN(events_, DecideTransfer(from_, to_, command_));
+    CommandContext event_context = context_;
+    if (event_context.correlation_id.empty()) event_context.correlation_id = command_.transfer_id;
+    request.streams.reserve(2);
+    storage::StreamAppend& debit = request.streams.emplace_back();
+    debit.stream_id = from_stream_;
+    debit.expected_version = from_.version;
+    debit.events.push_back(handler_->ToAppend(events_.debit, event_context));
+    storage::StreamAppend& credit = request.streams.emplace_back();
+    credit.stream_id = to_stream_;
+    credit.expected_version = to_.version;
+    credit.events.push_back(handler_->ToAppend(events_.credit, event_context));
+    SetOptions(request);
+    return absl::OkStatus();
   }
-  const std::string from_stream = AccountStream(command.from_account_id);
-  const std::string to_stream = AccountStream(command.to_account_id);
-  auto outcome_of = [from_stream, to_stream](const storage::AppendResult& result,
-                                             std::string transfer_id) {
+  void Commit(const storage::AppendResult& result) override {
+    if (!result.deduplicated) {
+      const int64_t from_previous = from_.version, to_previous = to_.version;
+      absl::Status applied = ApplyAccountEvent(from_, events_.debit.type, *events_.debit.payload);
+      if (applied.ok()) {
+        applied = ApplyAccountEvent(to_, events_.credit.type, *events_.credit.payload);
+      }
+      if (!applied.ok()) return Finish(applied);
+      handler_->Remember(from_);
+      handler_->Remember(to_);
+      handler_->MaybeSnapshot(from_, from_previous);
+      handler_->MaybeSnapshot(to_, to_previous);
+    }
+    Finish(OutcomeOf(result, command_.transfer_id));
+  }
+  void Repeat(const storage::AppendResult& earlier) override {
+    // The transfer id lives in the events; read it back from the debit.
+    absl::StatusOr<std::vector<v1::StoredEvent>> debit =
+        handler_->store_->ReadAll(earlier.first_position, 1);
+    if (!debit.ok()) return Finish(debit.status());
+    v1::TransferDebited payload;
+    std::string transfer_id;
+    if (!debit->empty() && payload.ParseFromString((*debit)[0].payload())) {
+      transfer_id = payload.transfer_id();
+    }
+    Finish(OutcomeOf(earlier, std::move(transfer_id)));
+  }
+  bool Retry(const absl::Status& status) override {
+    if (status.code() != absl::StatusCode::kAborted) return false;
+    handler_->Forget(command_.from_account_id);
+    handler_->Forget(command_.to_account_id);
+    return !from_expected_ && !to_expected_;  // Versions the caller named are not decided again.
+  }
+  absl::Status Contention() const override {
+    return absl::AbortedError("the accounts are under heavy contention; retry the transfer");
+  }
+
+ private:
+  TransferOutcome OutcomeOf(const storage::AppendResult& result, std::string transfer_id) const {
     TransferOutcome outcome;
     outcome.transfer_id = std::move(transfer_id);
     outcome.deduplicated = result.deduplicated;
     outcome.debit_position = result.first_position;
     outcome.credit_position = result.last_position;
     for (const auto& stream : result.streams) {
-      if (stream.stream_id() == from_stream) outcome.from_version = stream.version();
-      if (stream.stream_id() == to_stream) outcome.to_version = stream.version();
+      if (stream.stream_id() == from_stream_) outcome.from_version = stream.version();
+      if (stream.stream_id() == to_stream_) outcome.to_version = stream.version();
     }
     return outcome;
-  };
-  absl::StatusOr<std::optional<storage::AppendResult>> earlier = Deduplicate(context);
-  if (!earlier.ok()) return fail(earlier.status());
-  if (earlier->has_value()) {
-    // The transfer id lives in the events; read it back from the debit.
-    absl::StatusOr<std::vector<v1::StoredEvent>> debit =
-        store_->ReadAll((*earlier)->first_position, 1);
-    if (!debit.ok()) return fail(debit.status());
-    v1::TransferDebited payload;
-    std::string transfer_id;
-    if (!debit->empty() && payload.ParseFromString((*debit)[0].payload())) {
-      transfer_id = payload.transfer_id();
-    }
-    return std::move(*finish)(outcome_of(**earlier, std::move(transfer_id)));
   }
-  command.transfer_id = NewId();
-  struct Decision {
-    AccountState from, to;
-    TransferEvents events;
-  };
-  auto decision = std::make_shared<Decision>();
-  auto op = std::make_shared<Operation>();
-  op->prepare = [this, command, context, from_expected, to_expected, from_stream, to_stream,
-                 decision](storage::AppendRequest& request) -> absl::Status {
-    ASSIGN_OR_RETURN(decision->from, Load(command.from_account_id));
-    ASSIGN_OR_RETURN(decision->to, Load(command.to_account_id));
-    const AccountState& from = decision->from;
-    const AccountState& to = decision->to;
-    if (from_expected && *from_expected != from.version) {
-      return ExpectedVersionMismatch(from_stream, *from_expected, from.version);
-    }
-    if (to_expected && *to_expected != to.version) {
-      return ExpectedVersionMismatch(to_stream, *to_expected, to.version);
-    }
-    ASSIGN_OR_RETURN(decision->events, DecideTransfer(from, to, command));
-    CommandContext event_context = context;
-    if (event_context.correlation_id.empty()) event_context.correlation_id = command.transfer_id;
-    request.streams.reserve(2);
-    storage::StreamAppend& debit = request.streams.emplace_back();
-    debit.stream_id = from_stream;
-    debit.expected_version = from.version;
-    debit.events.push_back(ToAppend(decision->events.debit, event_context));
-    storage::StreamAppend& credit = request.streams.emplace_back();
-    credit.stream_id = to_stream;
-    credit.expected_version = to.version;
-    credit.events.push_back(ToAppend(decision->events.credit, event_context));
-    request.command_id = context.command_id;
-    request.fingerprint = context.fingerprint;
-    return absl::OkStatus();
-  };
-  op->commit = [this, decision, finish, outcome_of,
-                transfer_id = command.transfer_id](const storage::AppendResult& result) {
-    if (!result.deduplicated) {
-      AccountState& from = decision->from;
-      AccountState& to = decision->to;
-      const int64_t from_previous = from.version, to_previous = to.version;
-      absl::Status applied =
-          ApplyAccountEvent(from, decision->events.debit.type, *decision->events.debit.payload);
-      if (applied.ok()) {
-        applied =
-            ApplyAccountEvent(to, decision->events.credit.type, *decision->events.credit.payload);
-      }
-      if (!applied.ok()) {
-        std::move (*finish)(std::move(applied));
-        return;
-      }
-      Remember(from);
-      Remember(to);
-      MaybeSnapshot(from, from_previous);
-      MaybeSnapshot(to, to_previous);
-    }
-    std::move (*finish)(outcome_of(result, transfer_id));
-  };
-  op->fail = fail;
-  op->retry = [this, from_id = command.from_account_id, to_id = command.to_account_id,
-               expected = from_expected || to_expected](const absl::Status& status) {
-    if (status.code() != absl::StatusCode::kAborted) return false;
-    Forget(from_id);
-    Forget(to_id);
-    return !expected;
-  };
-  op->deadline = context.deadline;
-  op->contention_message = "the accounts are under heavy contention; retry the transfer";
+
+  TransferCommand command_;
+  const std::string from_stream_;
+  const std::string to_stream_;
+  const std::optional<int64_t> from_expected_;
+  const std::optional<int64_t> to_expected_;
+  // What the current attempt loaded and decided.
+  AccountState from_, to_;
+  TransferEvents events_;
+};
+
+void CommandHandler::Start(std::unique_ptr<Operation> op) {
+  absl::StatusOr<std::optional<storage::AppendResult>> earlier = Deduplicate(op->context());
+  if (!earlier.ok()) return op->Fail(earlier.status());
+  if (earlier->has_value()) return op->Repeat(**earlier);
   Attempt(std::move(op));
+}
+
+void CommandHandler::Attempt(std::unique_ptr<Operation> op) {
+  storage::AppendRequest request;
+  absl::Status prepared = op->Prepare(request);
+  if (prepared.ok()) prepared = CheckDeadline(op->context().deadline);
+  if (!prepared.ok()) return op->Fail(std::move(prepared));
+  store_->AppendAsync(
+      std::move(request),
+      [this, op = std::move(op)](absl::StatusOr<storage::AppendResult> result) mutable {
+        if (result.ok()) return op->Commit(*result);
+        if (!op->Retry(result.status())) return op->Fail(op->MapError(result.status()));
+        if (++op->attempts < kMaxAttempts) return Attempt(std::move(op));
+        op->Fail(op->Contention());
+      });
+}
+
+void CommandHandler::OpenAsync(OpenAccountCommand command, CommandContext context,
+                               CommandDone done) {
+  command.account_id = NewId();
+  if (absl::Status valid = Validate(command); !valid.ok()) {
+    return std::move(done)(std::move(valid));
+  }
+  Start(std::make_unique<OpenOperation>(this, std::move(command), std::move(context),
+                                        std::move(done)));
+}
+
+void CommandHandler::DepositAsync(DepositCommand command, CommandContext context,
+                                  CommandDone done) {
+  if (absl::Status valid = ValidateDeposit(command); !valid.ok()) {
+    return std::move(done)(std::move(valid));
+  }
+  Start(std::make_unique<AccountOperation<DepositCommand>>(
+      this, std::move(command), std::move(context), &DecideDeposit, std::move(done)));
+}
+
+void CommandHandler::WithdrawAsync(WithdrawalCommand command, CommandContext context,
+                                   CommandDone done) {
+  if (absl::Status valid = ValidateWithdrawal(command); !valid.ok()) {
+    return std::move(done)(std::move(valid));
+  }
+  Start(std::make_unique<AccountOperation<WithdrawalCommand>>(
+      this, std::move(command), std::move(context), &DecideWithdrawal, std::move(done)));
+}
+
+void CommandHandler::CloseAsync(CloseAccountCommand command, CommandContext context,
+                                CommandDone done) {
+  if (absl::Status valid = Validate(command); !valid.ok()) {
+    return std::move(done)(std::move(valid));
+  }
+  Start(std::make_unique<AccountOperation<CloseAccountCommand>>(
+      this, std::move(command), std::move(context), &DecideClose, std::move(done)));
+}
+
+void CommandHandler::TransferAsync(TransferCommand command, CommandContext context,
+                                   std::optional<int64_t> from_expected,
+                                   std::optional<int64_t> to_expected, TransferDone done) {
+  absl::Status valid = Validate(command);
+  for (auto [field, value] : {std::pair{"from_expected_version", from_expected},
+                              std::pair{"to_expected_version", to_expected}}) {
+    if (valid.ok() && value && *value < 0) valid = InvalidField(field, "must not be negative");
+  }
+  if (!valid.ok()) return std::move(done)(std::move(valid));
+  Start(std::make_unique<TransferOperation>(this, std::move(command), std::move(context),
+                                            from_expected, to_expected, std::move(done)));
 }
 
 absl::StatusOr<CommandOutcome> CommandHandler::Open(OpenAccountCommand command,

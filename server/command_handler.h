@@ -18,7 +18,6 @@
 
 #include <array>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -83,12 +82,12 @@ class CommandHandler {
                  const EventRegistry* registry, const Clock* clock);
 
   // `command.account_id` is ignored: a new id is generated.
-  void OpenAsync(OpenAccountCommand command, const CommandContext& context, CommandDone done);
-  void DepositAsync(DepositCommand command, const CommandContext& context, CommandDone done);
-  void WithdrawAsync(WithdrawalCommand command, const CommandContext& context, CommandDone done);
-  void CloseAsync(CloseAccountCommand command, const CommandContext& context, CommandDone done);
+  void OpenAsync(OpenAccountCommand command, CommandContext context, CommandDone done);
+  void DepositAsync(DepositCommand command, CommandContext context, CommandDone done);
+  void WithdrawAsync(WithdrawalCommand command, CommandContext context, CommandDone done);
+  void CloseAsync(CloseAccountCommand command, CommandContext context, CommandDone done);
   // As Transfer, below.
-  void TransferAsync(TransferCommand command, const CommandContext& context,
+  void TransferAsync(TransferCommand command, CommandContext context,
                      std::optional<int64_t> from_expected, std::optional<int64_t> to_expected,
                      TransferDone done);
 
@@ -110,15 +109,20 @@ class CommandHandler {
   absl::StatusOr<AccountState> Load(const std::string& account_id);
 
  private:
-  using Decider = std::function<absl::StatusOr<std::vector<NewEvent>>(const AccountState&)>;
-  struct Operation;
+  // A command in flight, and its kinds (command_handler.cc).
+  class Operation;
+  template <typename Outcome>
+  class OperationWith;
+  template <typename Command>
+  class AccountOperation;
+  class OpenOperation;
+  class TransferOperation;
 
-  // Runs a command on one account: load, decide, append; retried on a conflict.
-  void Execute(std::string account_id, const CommandContext& context, Decider decide,
-               CommandDone done);
+  // Answers `op` from an earlier command with the same command_id, or runs its first attempt.
+  void Start(std::unique_ptr<Operation> op);
   // One attempt of `op`: prepares its append and queues it; the append's callback commits,
   // retries or fails the operation.
-  void Attempt(std::shared_ptr<Operation> op);
+  void Attempt(std::unique_ptr<Operation> op);
   // The stored result of an earlier command with the context's command_id, if any.
   absl::StatusOr<std::optional<storage::AppendResult>> Deduplicate(const CommandContext& context);
   storage::EventToAppend ToAppend(const NewEvent& event, const CommandContext& context) const;

@@ -128,6 +128,13 @@ void Answer(grpc::ServerUnaryReactor* reactor, grpc::ByteBuffer* out,
   Reply(reactor, out, response);
 }
 
+// The callback that finishes a command call with its outcome.
+CommandDone Answering(grpc::ServerUnaryReactor* reactor, grpc::ByteBuffer* out) {
+  return [reactor, out](absl::StatusOr<CommandOutcome> outcome) {
+    Answer(reactor, out, std::move(outcome));
+  };
+}
+
 // Authenticates a command call, parses its request and reads its options, then hands them to
 // `start` with the call's reactor; on failure, finishes the call.
 template <typename Request, typename Start>
@@ -146,7 +153,7 @@ grpc::ServerUnaryReactor* Serve(const Authenticator& auth, std::string_view meth
   if (!admitted.ok()) {
     reactor->Finish(ToGrpcStatus(admitted));
   } else {
-    start(request, context, reactor);
+    start(request, std::move(context), reactor);
   }
   return reactor;
 }
@@ -230,17 +237,13 @@ grpc::ServerUnaryReactor* AccountCommandsService::OpenAccount(grpc::CallbackServ
                                                               grpc::ByteBuffer* response) {
   return Serve<v1::OpenAccountRequest>(
       *auth_, "OpenAccount", context, request,
-      [&](const v1::OpenAccountRequest& r, const CommandContext& ctx,
-          grpc::ServerUnaryReactor* reactor) {
+      [&](const v1::OpenAccountRequest& r, CommandContext ctx, grpc::ServerUnaryReactor* reactor) {
         OpenAccountCommand command;
         command.account_number = r.account_number();
         command.holder_name = r.holder_name();
         command.opening_minor_units = r.opening_deposit().minor_units();
         command.currency = r.opening_deposit().currency();
-        handler_->OpenAsync(std::move(command), ctx,
-                            [reactor, response](absl::StatusOr<CommandOutcome> outcome) {
-                              Answer(reactor, response, std::move(outcome));
-                            });
+        handler_->OpenAsync(std::move(command), std::move(ctx), Answering(reactor, response));
       });
 }
 
@@ -249,13 +252,10 @@ grpc::ServerUnaryReactor* AccountCommandsService::MakeDeposit(grpc::CallbackServ
                                                               grpc::ByteBuffer* response) {
   return Serve<v1::MakeDepositRequest>(
       *auth_, "MakeDeposit", context, request,
-      [&](const v1::MakeDepositRequest& r, const CommandContext& ctx,
-          grpc::ServerUnaryReactor* reactor) {
+      [&](const v1::MakeDepositRequest& r, CommandContext ctx, grpc::ServerUnaryReactor* reactor) {
         handler_->DepositAsync(
-            {r.account_id(), r.amount().minor_units(), r.amount().currency(), r.reference()}, ctx,
-            [reactor, response](absl::StatusOr<CommandOutcome> outcome) {
-              Answer(reactor, response, std::move(outcome));
-            });
+            {r.account_id(), r.amount().minor_units(), r.amount().currency(), r.reference()},
+            std::move(ctx), Answering(reactor, response));
       });
 }
 
@@ -264,13 +264,11 @@ grpc::ServerUnaryReactor* AccountCommandsService::MakeWithdrawal(
     grpc::ByteBuffer* response) {
   return Serve<v1::MakeWithdrawalRequest>(
       *auth_, "MakeWithdrawal", context, request,
-      [&](const v1::MakeWithdrawalRequest& r, const CommandContext& ctx,
+      [&](const v1::MakeWithdrawalRequest& r, CommandContext ctx,
           grpc::ServerUnaryReactor* reactor) {
         handler_->WithdrawAsync(
-            {r.account_id(), r.amount().minor_units(), r.amount().currency(), r.reference()}, ctx,
-            [reactor, response](absl::StatusOr<CommandOutcome> outcome) {
-              Answer(reactor, response, std::move(outcome));
-            });
+            {r.account_id(), r.amount().minor_units(), r.amount().currency(), r.reference()},
+            std::move(ctx), Answering(reactor, response));
       });
 }
 
@@ -279,12 +277,9 @@ grpc::ServerUnaryReactor* AccountCommandsService::CloseAccount(grpc::CallbackSer
                                                                grpc::ByteBuffer* response) {
   return Serve<v1::CloseAccountRequest>(
       *auth_, "CloseAccount", context, request,
-      [&](const v1::CloseAccountRequest& r, const CommandContext& ctx,
-          grpc::ServerUnaryReactor* reactor) {
-        handler_->CloseAsync({r.account_id(), r.reason()}, ctx,
-                             [reactor, response](absl::StatusOr<CommandOutcome> outcome) {
-                               Answer(reactor, response, std::move(outcome));
-                             });
+      [&](const v1::CloseAccountRequest& r, CommandContext ctx, grpc::ServerUnaryReactor* reactor) {
+        handler_->CloseAsync({r.account_id(), r.reason()}, std::move(ctx),
+                             Answering(reactor, response));
       });
 }
 
@@ -293,7 +288,7 @@ grpc::ServerUnaryReactor* AccountCommandsService::TransferFunds(
     grpc::ByteBuffer* response) {
   return Serve<v1::TransferFundsRequest>(
       *auth_, "TransferFunds", context, request,
-      [&](const v1::TransferFundsRequest& r, const CommandContext& ctx,
+      [&](const v1::TransferFundsRequest& r, CommandContext ctx,
           grpc::ServerUnaryReactor* reactor) {
         TransferCommand command;
         command.from_account_id = r.from_account_id();
@@ -304,10 +299,11 @@ grpc::ServerUnaryReactor* AccountCommandsService::TransferFunds(
         std::optional<int64_t> from_expected, to_expected;
         if (r.has_from_expected_version()) from_expected = r.from_expected_version();
         if (r.has_to_expected_version()) to_expected = r.to_expected_version();
-        handler_->TransferAsync(std::move(command), ctx, from_expected, to_expected,
+        handler_->TransferAsync(std::move(command), std::move(ctx), from_expected, to_expected,
                                 [reactor, response](absl::StatusOr<TransferOutcome> outcome) {
-                                  if (!outcome.ok())
+                                  if (!outcome.ok()) {
                                     return reactor->Finish(ToGrpcStatus(outcome.status()));
+                                  }
                                   v1::TransferFundsResponse answer;
                                   answer.set_transfer_id(outcome->transfer_id);
                                   answer.set_from_stream_version(outcome->from_version);
