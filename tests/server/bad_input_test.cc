@@ -3,6 +3,8 @@
 #include <climits>
 #include <functional>
 
+#include "absl/synchronization/notification.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "tests/server/server_fixture.h"
 
 namespace fidelis::testing {
@@ -275,6 +277,32 @@ TEST_F(BadInputTest, NonUtf8TextIsRejected) {
   status = OpenCall(Open("N1", "Ann", 0, "E\xffR"));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
   EXPECT_EQ(ViolatedField(status), "opening_deposit.currency");
+  EXPECT_EQ(Head(), head);
+}
+
+TEST_F(BadInputTest, BytesThatAreNoRequestAreRejected) {
+  // A request that ends inside a field: no protobuf parser accepts it. Sent as raw bytes.
+  const uint64_t head = Head();
+  grpc::GenericStub stub(channel_);
+  const std::string bytes(
+      "\x0a\x20"
+      "abc",
+      5);  // account_id, 32 bytes announced, 3 sent.
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer request(&slice, 1), response;
+  grpc::ClientContext context;
+  absl::Notification done;
+  grpc::Status status;
+  stub.UnaryCall(&context, "/fidelis.v1.AccountCommands/MakeDeposit", grpc::StubOptions(), &request,
+                 &response, [&](grpc::Status s) {
+                   status = std::move(s);
+                   done.Notify();
+                 });
+  done.WaitForNotification();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  EXPECT_NE(status.error_message().find("does not parse as fidelis.v1.MakeDepositRequest"),
+            std::string::npos)
+      << status.error_message();
   EXPECT_EQ(Head(), head);
 }
 
