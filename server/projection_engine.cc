@@ -10,6 +10,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "server/replay.h"
 #include "spdlog/spdlog.h"
+#include "storage/thread_name.h"
 
 namespace fidelis::server {
 
@@ -81,7 +82,10 @@ absl::Status ProjectionRunner::Start() {
     SetUnavailable("", [reason] { return reason; });
   }
   spdlog::info("projection {} starts at checkpoint {} ({})", label_, checkpoint, state);
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    storage::NameThisThread(StrCat("proj ", label_));
+    Run();
+  });
   return absl::OkStatus();
 }
 
@@ -314,6 +318,7 @@ absl::Status ProjectionEngine::Start(const std::vector<const Projector*>& projec
   }
   for (auto& [name, slot] : slots_) RETURN_IF_ERROR(StartSlot(name, *slot));
   retirer_ = std::thread([this] {
+    storage::NameThisThread("fidelis-retire");
     absl::MutexLock lock(&stop_mu_);
     while (!stop_mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Seconds(1))) {
       stop_mu_.Unlock();

@@ -13,6 +13,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "server/command_handler.h"
 #include "spdlog/spdlog.h"
+#include "storage/thread_name.h"
 
 namespace fidelis::server {
 namespace {
@@ -474,7 +475,10 @@ std::shared_ptr<RebuildJob> RebuildManager::RunningFor(std::string_view projecti
 
 void RebuildManager::Launch(std::shared_ptr<RebuildJob> job) {
   jobs_.push_back(job);
-  threads_.emplace_back(job, std::thread([job] { job->Run(); }));
+  threads_.emplace_back(job, std::thread([job] {
+                          storage::NameThisThread(StrCat("rebuild ", job->projection()));
+                          job->Run();
+                        }));
   // Reap the threads of finished jobs, and forget the oldest finished jobs beyond the kept
   // number.
   for (auto it = threads_.begin(); it != threads_.end();) {

@@ -10,6 +10,7 @@
 #include "domain/strings.h"
 #include "spdlog/spdlog.h"
 #include "storage/event_record.h"
+#include "storage/thread_name.h"
 
 namespace fidelis::server {
 
@@ -272,6 +273,7 @@ absl::Status PipelinedReplay(const storage::EventStore& store, const EventRegist
   constexpr size_t kPrefetchDistance = 8;
   ChunkQueue queue(/*capacity=*/3);
   std::thread producer([&] {
+    storage::NameThisThread("replay-read");
     if (reader_thread_init) reader_thread_init();
     ProduceChunks(store, projector, after_position, up_to_position, batch_size, queue);
   });

@@ -8,6 +8,7 @@
 #include "domain/status_macros.h"
 #include "domain/strings.h"
 #include "storage/key_format.h"
+#include "storage/thread_name.h"
 
 namespace fidelis::storage {
 
@@ -72,7 +73,10 @@ absl::StatusOr<std::unique_ptr<RocksDbEventStore>> RocksDbEventStore::Open(
   }
   RETURN_IF_ERROR(FromRocks(it->status(), "reading the head of the event log"));
   RocksDbEventStore* raw = store.get();
-  store->writer_ = std::thread([raw] { raw->WriterLoop(); });
+  store->writer_ = std::thread([raw] {
+    NameThisThread("fidelis-log");
+    raw->WriterLoop();
+  });
   return store;
 }
 

@@ -1,7 +1,13 @@
 // In-place projection rebuilds over real gRPC against a real server on RocksDB: equality with
 // the live projection, upcasting, the skip/fail policies, cancellation, re-attaching, and
 // rebuilding while commands keep arriving.
+#include <sched.h>
+#include <sys/resource.h>
+
 #include <atomic>
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <thread>
 
@@ -355,6 +361,65 @@ TEST_F(SlowRebuildTest, CancellingMidReplayLeavesTheProjectionMarkedEvenAcrossAR
   EXPECT_EQ(SummaryStatus(report_.account_ids[0]).error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(Rebuild(Request("AccountSummary")).back().phase(), v1::DONE);
   EXPECT_TRUE(SummaryStatus(report_.account_ids[0]).ok());
+}
+
+// The scheduling class and niceness of this process's threads whose name starts with `name`
+// (Linux keeps 15 bytes of a thread's name).
+struct ThreadPriority {
+  int policy;
+  int nice;
+};
+std::vector<ThreadPriority> PrioritiesOf(const std::string& name) {
+  std::vector<ThreadPriority> found;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string line;
+    if (!std::getline(comm, line) || line.rfind(name, 0) != 0) continue;
+    const pid_t tid = std::stoi(task.path().filename().string());
+    errno = 0;
+    const int nice = getpriority(PRIO_PROCESS, static_cast<id_t>(tid));
+    if (errno != 0) continue;  // The thread ended meanwhile.
+    found.push_back({sched_getscheduler(tid), nice});
+  }
+  return found;
+}
+
+TEST_F(SlowRebuildTest, RebuildThreadsRunAtTheirNicenessAndLiveThreadsDoNot) {
+  // The server's default (--rebuild_nice, 10), then a request's own.
+  for (uint32_t nice : {0u, 7u}) {
+    SCOPED_TRACE(nice);
+    v1::RebuildProjectionRequest request = Slow();
+    request.set_nice(nice);
+    grpc::ClientContext context;
+    auto reader = admin_->RebuildProjection(&context, request);
+    v1::RebuildProgress progress;
+    while (reader->Read(&progress) &&
+           !(progress.phase() == v1::REPLAYING && progress.events_processed() > 0)) {
+    }
+    ASSERT_EQ(progress.phase(), v1::REPLAYING);
+    const int expected = nice == 0 ? server::RebuildTuning().nice : static_cast<int>(nice);
+    // The job's thread applies; the replay's second thread reads.
+    for (const char* name : {"rebuild Account", "replay-read"}) {
+      std::vector<ThreadPriority> threads = PrioritiesOf(name);
+      ASSERT_EQ(threads.size(), 1u) << name;
+      EXPECT_EQ(threads[0].policy, SCHED_OTHER) << name;
+      EXPECT_EQ(threads[0].nice, expected) << name;
+    }
+    std::vector<ThreadPriority> live = PrioritiesOf("proj ");
+    EXPECT_GE(live.size(), 3u);
+    for (ThreadPriority thread : live) EXPECT_EQ(thread.nice, 0);
+    std::vector<ThreadPriority> writer = PrioritiesOf("fidelis-log");
+    ASSERT_EQ(writer.size(), 1u);
+    EXPECT_EQ(writer[0].nice, 0);
+
+    v1::CancelRebuildRequest cancel;
+    cancel.set_rebuild_id(progress.rebuild_id());
+    v1::RebuildInfo info;
+    ASSERT_TRUE(admin_->CancelRebuild(Ctx().get(), cancel, &info).ok());
+    while (reader->Read(&progress)) {
+    }
+    EXPECT_TRUE(reader->Finish().ok());
+  }
 }
 
 TEST_F(SlowRebuildTest, TheRebuildOutlivesItsCallerAndWatchReattaches) {
