@@ -80,6 +80,17 @@ absl::Status ProjectionRunner::Start() {
                                 " needs a rebuild (an earlier rebuild did not finish); run "
                                 "RebuildProjection");
     SetUnavailable("", [reason] { return reason; });
+  } else if (const uint64_t head = events_->HeadPosition(); checkpoint > head) {
+    // Projections live in a RocksDB instance of their own: after a machine crash with
+    // --sync_writes=false, or a log restored from an older copy, they can hold events the log
+    // no longer has. Going on would skip the events that take those positions next.
+    std::string reason =
+        StrCat("projection ", label_, " has applied the event log up to position ", checkpoint,
+               " but the log ends at ", head,
+               " (it lost events it had not synced, or was restored from an older copy); run "
+               "RebuildProjection");
+    spdlog::error("{}", reason);
+    SetUnavailable("", [reason] { return reason; });
   }
   spdlog::info("projection {} starts at checkpoint {} ({})", label_, checkpoint, state);
   thread_ = std::thread([this] {

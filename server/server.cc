@@ -82,10 +82,17 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
   } else {
     server->clock_ = options.clock;
   }
+  // The log and the projections live in two RocksDB instances (storage/database.h) that share
+  // one block cache and one memtable budget.
   storage::DatabaseOptions db_options;
   db_options.sync_writes = options.sync_writes;
   db_options.env = options.env;
+  db_options.block_cache = rocksdb::NewLRUCache(db_options.block_cache_bytes);
+  db_options.write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(64 << 20);
   ASSIGN_OR_RETURN(server->database_, storage::Database::Open(options.data_dir, db_options));
+  ASSIGN_OR_RETURN(server->views_,
+                   storage::Database::Open(
+                       StrCat(options.data_dir, "/", storage::kProjectionsDirectory), db_options));
   storage::EventStoreOptions store_options;
   store_options.max_pending_appends = options.max_pending_appends;
   ASSIGN_OR_RETURN(server->store_,
@@ -101,8 +108,8 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
   engine_options.batch_size = options.projection_batch_size;
   engine_options.rollback_window = options.rollback_window;
   engine_options.initial_versions = options.initial_projection_versions;
-  server->engine_ = std::make_unique<ProjectionEngine>(
-      server->database_.get(), server->store_.get(), &server->registry_, engine_options);
+  server->engine_ = std::make_unique<ProjectionEngine>(server->views_.get(), server->store_.get(),
+                                                       &server->registry_, engine_options);
   RETURN_IF_ERROR(server->engine_->Start(live));
 
   const Authenticator* auth = server->auth_.get();
@@ -167,6 +174,8 @@ void FidelisServer::Shutdown() {
   if (engine_) engine_->Stop();
   rebuilds_.reset();
   engine_.reset();
+  // Projection writes are never synced: what a crash loses, they re-apply from the log.
+  views_.reset();
   // Answers what is still queued for the log (nothing, once gRPC has shut down) before the
   // handler and snapshot store its callbacks use go away.
   store_.reset();

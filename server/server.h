@@ -94,7 +94,8 @@ class FidelisServer {
   const Clock* clock_ = nullptr;
   EventRegistry registry_;
   std::vector<std::unique_ptr<Projector>> projectors_;
-  std::unique_ptr<storage::Database> database_;
+  std::unique_ptr<storage::Database> database_;  // The log and snapshots.
+  std::unique_ptr<storage::Database> views_;     // Projections and their catalog.
   std::unique_ptr<storage::RocksDbEventStore> store_;
   std::unique_ptr<storage::SnapshotStore> snapshots_;
   std::unique_ptr<CommandHandler> handler_;

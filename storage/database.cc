@@ -49,7 +49,11 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   db_options.max_open_files = 512;
   // One budget for the memtables of every family (projection versions come and go), so
   // memory does not grow with their number.
-  db_options.db_write_buffer_size = 64 << 20;
+  if (options.write_buffer_manager) {
+    db_options.write_buffer_manager = options.write_buffer_manager;
+  } else {
+    db_options.db_write_buffer_size = 64 << 20;
+  }
   // Bounds what a start after a crash replays: families holding the oldest WAL are flushed
   // once the WAL grows past this.
   db_options.max_total_wal_size = 64 << 20;
@@ -57,7 +61,8 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   // time instead of in one large sync that the WAL syncs of commands would queue behind.
   db_options.bytes_per_sync = 1 << 20;
   if (options.env != nullptr) db_options.env = options.env;
-  database->cache_ = rocksdb::NewLRUCache(options.block_cache_bytes);
+  database->cache_ =
+      options.block_cache ? options.block_cache : rocksdb::NewLRUCache(options.block_cache_bytes);
   rocksdb::ColumnFamilyOptions cf = FamilyOptions(options, database->cache_);
 
   std::vector<std::string> names;

@@ -1,4 +1,10 @@
-// Database: one RocksDB instance shared by the event log, snapshots and projection storage.
+// Database: one RocksDB instance and its column families.
+//
+// The server opens two: one for the event log and snapshots, and one, in its "projections"
+// subdirectory, for projection storage and the projection catalog. Each instance has its own
+// write queue and WAL, so the log's synced group commits never wait behind projection writes,
+// and a projection's bulk ingestion or flush never holds up appends. The two may share a
+// block cache and a memtable budget (DatabaseOptions).
 //
 // Owns the rocksdb::DB and every column-family handle. Column families are opened at Open and
 // can be created or dropped later (projection versions come and go). All methods are
@@ -20,15 +26,23 @@
 #include "absl/synchronization/mutex.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
+#include "rocksdb/write_buffer_manager.h"
 
 namespace fidelis::storage {
+
+// The subdirectory of the data directory that holds the projections' Database.
+inline constexpr char kProjectionsDirectory[] = "projections";
 
 struct DatabaseOptions {
   // Sync the WAL on every event append (the default). When false an acknowledged command
   // survives a process crash but may be lost on power failure or kernel crash.
   bool sync_writes = true;
-  // Passed to RocksDB's block cache, in bytes.
+  // Passed to RocksDB's block cache, in bytes, unless `block_cache` is set.
   size_t block_cache_bytes = 64 << 20;
+  // A block cache shared with another Database; null: a cache of its own.
+  std::shared_ptr<rocksdb::Cache> block_cache;
+  // A memtable budget shared with another Database; null: 64 MiB of its own.
+  std::shared_ptr<rocksdb::WriteBufferManager> write_buffer_manager;
   // Optional RocksDB environment (tests inject fault-injecting ones). Not owned.
   rocksdb::Env* env = nullptr;
 };

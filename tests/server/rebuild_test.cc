@@ -300,6 +300,33 @@ TEST_F(RebuildPolicyTest, BadRequestsAreRejectedBeforeAnythingIsTruncated) {
   EXPECT_TRUE(SummaryStatus(report_.account_ids[0]).ok());
 }
 
+TEST_F(RebuildTest, AProjectionAheadOfTheLogIsRefusedUntilRebuilt) {
+  server::SeedOptions seed;
+  seed.accounts = 20;
+  seed.events = 400;
+  SeedData(seed, dir_.Sub("data"));
+  StartServer();
+  WaitForProjections();
+  StopServer();
+  // The log is replaced by a shorter one (as after a machine crash with --sync_writes=false,
+  // or a restore from an older copy); the projections, in their own directory, stay.
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.Sub("data"))) {
+    if (entry.path().filename() != storage::kProjectionsDirectory) {
+      std::filesystem::remove_all(entry.path());
+    }
+  }
+  seed.seed = 99;
+  seed.events = 100;
+  server::SeedReport shorter = SeedData(seed, dir_.Sub("data"));
+  StartServer();
+  grpc::Status refused = SummaryStatus(shorter.account_ids[0]);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(refused.error_message().find("but the log ends at 100"), std::string::npos)
+      << refused.error_message();
+  EXPECT_EQ(Rebuild(Request("AccountSummary")).back().phase(), v1::DONE);
+  EXPECT_TRUE(SummaryStatus(shorter.account_ids[0]).ok());
+}
+
 class SlowRebuildTest : public RebuildTest {
  protected:
   void SetUp() override {
