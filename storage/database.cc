@@ -49,11 +49,7 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   db_options.max_open_files = 512;
   // One budget for the memtables of every family (projection versions come and go), so
   // memory does not grow with their number.
-  if (options.write_buffer_manager) {
-    db_options.write_buffer_manager = options.write_buffer_manager;
-  } else {
-    db_options.db_write_buffer_size = 64 << 20;
-  }
+  db_options.db_write_buffer_size = 64 << 20;
   // Bounds what a start after a crash replays: families holding the oldest WAL are flushed
   // once the WAL grows past this.
   db_options.max_total_wal_size = 64 << 20;

@@ -2,9 +2,9 @@
 //
 // The server opens two: one for the event log and snapshots, and one, in its "projections"
 // subdirectory, for projection storage and the projection catalog. Each instance has its own
-// write queue and WAL, so the log's synced group commits never wait behind projection writes,
-// and a projection's bulk ingestion or flush never holds up appends. The two may share a
-// block cache and a memtable budget (DatabaseOptions).
+// write queue, WAL and memtable budget, so the log's synced group commits never wait behind
+// projection writes, and a projection's bulk ingestion or flush never holds up appends. The
+// two may share a block cache (DatabaseOptions).
 //
 // Owns the rocksdb::DB and every column-family handle. Column families are opened at Open and
 // can be created or dropped later (projection versions come and go). All methods are
@@ -26,7 +26,6 @@
 #include "absl/synchronization/mutex.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
-#include "rocksdb/write_buffer_manager.h"
 
 namespace fidelis::storage {
 
@@ -41,8 +40,6 @@ struct DatabaseOptions {
   size_t block_cache_bytes = 64 << 20;
   // A block cache shared with another Database; null: a cache of its own.
   std::shared_ptr<rocksdb::Cache> block_cache;
-  // A memtable budget shared with another Database; null: 64 MiB of its own.
-  std::shared_ptr<rocksdb::WriteBufferManager> write_buffer_manager;
   // Optional RocksDB environment (tests inject fault-injecting ones). Not owned.
   rocksdb::Env* env = nullptr;
 };
