@@ -180,6 +180,19 @@ void CommandHandler::Forget(const std::string& account_id) {
   shard.accounts.erase(account_id);
 }
 
+void CommandHandler::ForgetAfterConflict(const std::string& account_id,
+                                         const absl::Status& conflict) {
+  auto current = conflict.GetPayload(storage::kCurrentVersionPayloadKey);
+  int64_t version = 0;
+  if (current && absl::SimpleAtoi(std::string(*current), &version)) {
+    Shard& shard = shards_[std::hash<std::string>()(account_id) % kShards];
+    absl::MutexLock lock(&shard.mu);
+    auto it = shard.accounts.find(account_id);
+    if (it != shard.accounts.end() && it->second.version == version) return;
+  }
+  Forget(account_id);
+}
+
 void CommandHandler::MaybeSnapshot(const AccountState& state, int64_t previous_version) {
   if (state.version / kSnapshotInterval == previous_version / kSnapshotInterval) return;
   v1::AccountSnapshot snapshot;
@@ -309,7 +322,7 @@ class CommandHandler::AccountOperation final : public OperationWith<CommandOutco
   }
   bool Retry(const absl::Status& status) override {
     if (status.code() != absl::StatusCode::kAborted) return false;
-    handler_->Forget(command_.account_id);
+    handler_->ForgetAfterConflict(command_.account_id, status);
     return !context_.expected_version;  // A version the caller named is not decided again.
   }
   absl::Status Contention() const override {

@@ -113,6 +113,36 @@ TEST_F(CommandHandlerTest, AStaleCacheIsCorrectedByTheLogsConcurrencyCheck) {
   EXPECT_EQ(*store_->StreamVersion(AccountStream(id)), 3);
 }
 
+TEST_F(CommandHandlerTest, RetriesAfterConflictsDecideOnTheCachedStateTheWinnerLeft) {
+  auto handler = NewHandler();
+  const std::string id = OpenWithDeposits(*handler, "N1", 3);
+  counting_->events_read = 0;
+  // All decided on the same cached state at once: every one after the first conflicts in the
+  // log, and is decided again on the state the command before it committed.
+  constexpr int kDeposits = 40;
+  absl::Mutex mu;
+  int done = 0, ok = 0;
+  for (int i = 0; i < kDeposits; ++i) {
+    handler->DepositAsync(DepositCommand{id, 1, "EUR", ""}, {},
+                          [&](absl::StatusOr<CommandOutcome> outcome) {
+                            absl::MutexLock lock(&mu);
+                            ++done;
+                            if (outcome.ok()) ++ok;
+                          });
+  }
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(
+        +[](int* n) { return *n == kDeposits; }, &done));
+  }
+  EXPECT_EQ(ok, kDeposits);
+  EXPECT_EQ(*store_->StreamVersion(AccountStream(id)), 1 + 3 + kDeposits);
+  auto state = handler->Load(id);
+  ASSERT_OK(state);
+  EXPECT_EQ(state->balance, 3 + kDeposits);
+  EXPECT_EQ(counting_->events_read, 0u);  // No retry went back to the log.
+}
+
 TEST_F(CommandHandlerTest, ACommandPastItsDeadlineWritesNothing) {
   auto handler = NewHandler();
   const std::string id = OpenWithDeposits(*handler, "N1", 0);
