@@ -1,11 +1,13 @@
 // fidelis-bench: the load generator and benchmark driver.
 //
 //   fidelis-bench commands [--server A] [--accounts N] [--seconds T] [--concurrency C]
-//                          [--rate R] [--json]
+//                          [--rate R] [--batch B] [--batch-concurrency BC] [--json]
 //     Opens N accounts, then measures, in the same run, the no-op Ping RPC (the baseline) and
 //     a mix of deposits and withdrawals: flat out with C calls in flight, then both at half
 //     of the commands' maximum throughput (open loop, latency from the intended send time).
-//     With --rate both run only at R calls per second.
+//     With --rate both run only at R calls per second. With --batch B, also ExecuteCommands
+//     flat out, with calls of B commands each and BC of them in flight (throughput in
+//     commands, latency per call).
 //   fidelis-bench stream-length [--server A] [--events N] [--calls M]
 //     Deposit latency on an account with N events against one on a new account.
 //   fidelis-bench rebuild [--server A] [--projection P] [--batch-size B] [--mode M]
@@ -46,9 +48,11 @@ struct Measurement {
   uint64_t ok = 0;
   uint64_t failed = 0;
   double offered_rate = 0;  // 0: flat out.
+  int items_per_call = 1;   // Commands per call, for batches.
   std::vector<double> latencies_us;
 
-  double throughput() const { return seconds > 0 ? ok / seconds : 0; }
+  // Items (calls, or commands in batches) per second.
+  double throughput() const { return seconds > 0 ? ok * items_per_call / seconds : 0; }
   double Percentile(double p) const {
     if (latencies_us.empty()) return 0;
     std::vector<double> sorted = latencies_us;
@@ -62,10 +66,11 @@ void Print(const Measurement& m, bool json) {
   if (json) {
     std::printf(
         "{\"name\":\"%s\",\"offered_rate\":%.0f,\"seconds\":%.2f,\"ok\":%llu,\"failed\":%llu,"
-        "\"throughput\":%.1f,\"p50_us\":%.0f,\"p99_us\":%.0f,\"p999_us\":%.0f}\n",
+        "\"commands_per_call\":%d,\"throughput\":%.1f,\"p50_us\":%.0f,\"p99_us\":%.0f,"
+        "\"p999_us\":%.0f}\n",
         m.name.c_str(), m.offered_rate, m.seconds, static_cast<unsigned long long>(m.ok),
-        static_cast<unsigned long long>(m.failed), m.throughput(), m.Percentile(50),
-        m.Percentile(99), m.Percentile(99.9));
+        static_cast<unsigned long long>(m.failed), m.items_per_call, m.throughput(),
+        m.Percentile(50), m.Percentile(99), m.Percentile(99.9));
   } else {
     std::printf(
         "%-28s %10s %10.0f/s %9.0f %9.0f %9.0f %8llu\n", m.name.c_str(),
@@ -174,6 +179,8 @@ struct Call {
   v1::CommandResult result;
   v1::PingRequest ping;
   v1::PingResponse pong;
+  v1::ExecuteCommandsRequest batch;
+  v1::ExecuteCommandsResponse outcomes;
 };
 
 std::vector<std::string> OpenAccounts(v1::AccountCommands::Stub& stub, int count,
@@ -232,6 +239,43 @@ std::function<void(std::function<void(bool)>)> CommandIssuer(v1::AccountCommands
   };
 }
 
+// ExecuteCommands calls of `size` commands each, the same mix as CommandIssuer. A call counts
+// as ok when every one of its commands succeeded.
+std::function<void(std::function<void(bool)>)> BatchIssuer(v1::AccountCommands::Stub& stub,
+                                                           const std::vector<std::string>& ids,
+                                                           int size) {
+  auto counter = std::make_shared<std::atomic<uint64_t>>(0);
+  return [&stub, &ids, counter, size](std::function<void(bool)> done) {
+    auto* call = new Call;
+    for (int i = 0; i < size; ++i) {
+      const uint64_t n = counter->fetch_add(1);
+      v1::BatchCommand* command = call->batch.add_commands();
+      v1::MakeDepositRequest* deposit = n % 5 < 3 ? command->mutable_make_deposit() : nullptr;
+      v1::MakeWithdrawalRequest* withdrawal =
+          deposit ? nullptr : command->mutable_make_withdrawal();
+      const std::string& id = ids[(n * 2654435761u) % ids.size()];
+      if (deposit) {
+        deposit->set_account_id(id);
+        deposit->mutable_amount()->set_minor_units(100 + n % 900);
+        deposit->mutable_amount()->set_currency("EUR");
+      } else {
+        withdrawal->set_account_id(id);
+        withdrawal->mutable_amount()->set_minor_units(50 + n % 500);
+        withdrawal->mutable_amount()->set_currency("EUR");
+      }
+    }
+    stub.async()->ExecuteCommands(
+        &call->context, &call->batch, &call->outcomes, [call, done](grpc::Status s) {
+          bool ok = s.ok();
+          for (const v1::BatchOutcome& outcome : call->outcomes.outcomes()) {
+            ok = ok && outcome.status().code() == 0;
+          }
+          delete call;  // Before done(): once the last call is done, the caller may exit.
+          done(ok);
+        });
+  };
+}
+
 }  // namespace
 
 int Main(int argc, char** argv) {
@@ -248,6 +292,12 @@ int Main(int argc, char** argv) {
   commands->add_option("--seconds", seconds, "Seconds per measurement")->capture_default_str();
   commands->add_option("--concurrency", concurrency, "Calls in flight")->capture_default_str();
   commands->add_option("--rate", rate, "Offered calls per second (default: flat out, then 50%)");
+  int batch = 0, batch_concurrency = 16;
+  commands->add_option("--batch", batch, "Also measure ExecuteCommands with this many per call")
+      ->check(CLI::Range(0, 1000));
+  commands->add_option("--batch-concurrency", batch_concurrency, "ExecuteCommands calls in flight")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
   int stream_events = 100000, calls = 2000;
   CLI::App* stream = app.add_subcommand("stream-length", "Cost of a command vs stream length");
   stream->add_option("--events", stream_events)->capture_default_str();
@@ -289,6 +339,13 @@ int Main(int argc, char** argv) {
     Measurement cmds =
         Drive("commands (deposit/withdraw)", concurrency, 0, seconds, CommandIssuer(stub, ids));
     Print(cmds, json);
+    Measurement batched;
+    if (batch > 0) {
+      batched = Drive("commands in batches of " + std::to_string(batch), batch_concurrency, 0,
+                      seconds, BatchIssuer(stub, ids, batch));
+      batched.items_per_call = batch;
+      Print(batched, json);
+    }
     const double half = cmds.throughput() / 2;
     Print(Drive("ping @50% of command max", concurrency, half, seconds, PingIssuer(stub)), json);
     Print(Drive("commands @50% of max", concurrency, half, seconds, CommandIssuer(stub, ids)),
@@ -296,6 +353,10 @@ int Main(int argc, char** argv) {
     if (!json) {
       std::printf("commands / ping throughput ratio: %.3f\n",
                   ping.throughput() > 0 ? cmds.throughput() / ping.throughput() : 0);
+      if (batch > 0) {
+        std::printf("batched commands / ping throughput ratio: %.3f (latency is per call)\n",
+                    ping.throughput() > 0 ? batched.throughput() / ping.throughput() : 0);
+      }
     }
     return 0;
   }

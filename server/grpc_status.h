@@ -4,10 +4,15 @@
 #pragma once
 
 #include "absl/status/status.h"
+#include "google/rpc/status.pb.h"
 #include "grpcpp/support/status.h"
 
 namespace fidelis::server {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// The same status as a google.rpc.Status message (code, message and the BadRequest detail),
+// for answers that carry a status per item, such as ExecuteCommands.
+google::rpc::Status ToRpcStatus(const absl::Status& status);
 
 }  // namespace fidelis::server

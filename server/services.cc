@@ -1,5 +1,7 @@
 #include "server/services.h"
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/escaping.h"
 #include "absl/time/clock.h"
 #include "domain/errors.h"
@@ -38,8 +40,7 @@ std::string Fingerprint(std::string_view method, const Request& request) {
 }
 
 template <typename Request>
-CommandContext ContextOf(std::string_view method, const Request& request,
-                         const grpc::ServerContextBase& call) {
+CommandContext ContextOf(std::string_view method, const Request& request, absl::Time deadline) {
   CommandContext context;
   const v1::CommandOptions& options = request.options();
   if (options.has_expected_version()) context.expected_version = options.expected_version();
@@ -47,7 +48,7 @@ CommandContext ContextOf(std::string_view method, const Request& request,
   context.correlation_id = options.correlation_id();
   context.causation_id = options.causation_id();
   if (!context.command_id.empty()) context.fingerprint = Fingerprint(method, request);
-  context.deadline = CallDeadline(call, absl::InfiniteDuration());
+  context.deadline = deadline;
   return context;
 }
 
@@ -58,14 +59,78 @@ void FillResult(const CommandOutcome& outcome, v1::CommandResult* response) {
   response->set_deduplicated(outcome.deduplicated);
 }
 
+// The methods' names, which also prefix an idempotency fingerprint: a command sent in a batch
+// and the same command sent alone share their command_id.
+constexpr std::string_view kOpenAccount = "OpenAccount";
+constexpr std::string_view kMakeDeposit = "MakeDeposit";
+constexpr std::string_view kMakeWithdrawal = "MakeWithdrawal";
+constexpr std::string_view kCloseAccount = "CloseAccount";
+constexpr std::string_view kTransferFunds = "TransferFunds";
+
+// Each command's request into the handler. `context` has been validated.
+void RunOpen(CommandHandler& handler, const v1::OpenAccountRequest& r, CommandContext context,
+             CommandDone done) {
+  OpenAccountCommand command;
+  command.account_number = r.account_number();
+  command.holder_name = r.holder_name();
+  command.opening_minor_units = r.opening_deposit().minor_units();
+  command.currency = r.opening_deposit().currency();
+  handler.OpenAsync(std::move(command), std::move(context), std::move(done));
+}
+
+void RunDeposit(CommandHandler& handler, const v1::MakeDepositRequest& r, CommandContext context,
+                CommandDone done) {
+  handler.DepositAsync(
+      {r.account_id(), r.amount().minor_units(), r.amount().currency(), r.reference()},
+      std::move(context), std::move(done));
+}
+
+void RunWithdrawal(CommandHandler& handler, const v1::MakeWithdrawalRequest& r,
+                   CommandContext context, CommandDone done) {
+  handler.WithdrawAsync(
+      {r.account_id(), r.amount().minor_units(), r.amount().currency(), r.reference()},
+      std::move(context), std::move(done));
+}
+
+void RunClose(CommandHandler& handler, const v1::CloseAccountRequest& r, CommandContext context,
+              CommandDone done) {
+  handler.CloseAsync({r.account_id(), r.reason()}, std::move(context), std::move(done));
+}
+
+void RunTransfer(CommandHandler& handler, const v1::TransferFundsRequest& r, CommandContext context,
+                 TransferDone done) {
+  TransferCommand command;
+  command.from_account_id = r.from_account_id();
+  command.to_account_id = r.to_account_id();
+  command.minor_units = r.amount().minor_units();
+  command.currency = r.amount().currency();
+  command.reference = r.reference();
+  std::optional<int64_t> from_expected, to_expected;
+  if (r.has_from_expected_version()) from_expected = r.from_expected_version();
+  if (r.has_to_expected_version()) to_expected = r.to_expected_version();
+  handler.TransferAsync(std::move(command), std::move(context), from_expected, to_expected,
+                        std::move(done));
+}
+
+void FillTransfer(const TransferOutcome& outcome, v1::TransferFundsResponse* response) {
+  response->set_transfer_id(outcome.transfer_id);
+  response->set_from_stream_version(outcome.from_version);
+  response->set_to_stream_version(outcome.to_version);
+  response->set_debit_global_position(outcome.debit_position);
+  response->set_credit_global_position(outcome.credit_position);
+  response->set_deduplicated(outcome.deduplicated);
+}
+
 // The dotted path of the first string field in `bytes`, a serialized `descriptor` message, that
-// is not UTF-8; empty when there is none or the bytes do not parse that far.
+// is not UTF-8 (with the index of each repeated field on the way, as in "commands[2].holder_name");
+// empty when there is none or the bytes do not parse that far.
 std::string FirstNonUtf8Field(const std::string& bytes,
                               const google::protobuf::Descriptor* descriptor) {
   using google::protobuf::FieldDescriptor;
   using google::protobuf::internal::WireFormatLite;
   google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
                                             static_cast<int>(bytes.size()));
+  absl::flat_hash_map<int, int> seen;  // Field number -> occurrences so far.
   while (uint32_t tag = in.ReadTag()) {
     const FieldDescriptor* field =
         descriptor->FindFieldByNumber(WireFormatLite::GetTagFieldNumber(tag));
@@ -74,16 +139,18 @@ std::string FirstNonUtf8Field(const std::string& bytes,
       if (!WireFormatLite::SkipField(&in, tag)) return "";
       continue;
     }
+    std::string name = field->name();
+    if (field->is_repeated()) name = StrCat(name, "[", seen[field->number()]++, "]");
     std::string value;
     if (!WireFormatLite::ReadBytes(&in, &value)) return "";
     if (field->type() == FieldDescriptor::TYPE_STRING &&
         !WireFormatLite::VerifyUtf8String(value.data(), static_cast<int>(value.size()),
                                           WireFormatLite::PARSE, field->full_name().c_str())) {
-      return field->name();
+      return name;
     }
     if (field->type() == FieldDescriptor::TYPE_MESSAGE) {
       std::string inner = FirstNonUtf8Field(value, field->message_type());
-      if (!inner.empty()) return StrCat(field->name(), ".", inner);
+      if (!inner.empty()) return StrCat(name, ".", inner);
     }
   }
   return "";
@@ -147,7 +214,7 @@ grpc::ServerUnaryReactor* Serve(const Authenticator& auth, std::string_view meth
   absl::Status admitted = auth.Check(*call, Scope::kClient);
   if (admitted.ok()) admitted = ParseRequest(*raw, request);
   if (admitted.ok()) {
-    context = ContextOf(method, request, *call);
+    context = ContextOf(method, request, CallDeadline(*call, absl::InfiniteDuration()));
     admitted = ValidateContext(context);
   }
   if (!admitted.ok()) {
@@ -157,6 +224,198 @@ grpc::ServerUnaryReactor* Serve(const Authenticator& auth, std::string_view meth
   }
   return reactor;
 }
+
+// One ExecuteCommands call in flight. Owns itself: it finishes the call and deletes itself when
+// the last of its commands has ended.
+//
+// Commands that name the same account (a transfer names two) form a chain in request order:
+// each starts when the one before it has ended, so it is decided on the state that one left.
+// The chains run concurrently, so their appends share group commits. A command's callback may
+// run on the event log's writer thread; starting the next command of a chain from there puts
+// its append ahead of the queue (EventStore::AppendAsync), and the account it loads is the one
+// just written, which the handler has cached.
+class CommandBatch {
+ public:
+  static void Start(CommandHandler* handler, std::unique_ptr<v1::ExecuteCommandsRequest> request,
+                    absl::Time deadline, grpc::ServerUnaryReactor* reactor, grpc::ByteBuffer* out) {
+    auto* batch = new CommandBatch(handler, std::move(request), deadline, reactor, out);
+    std::vector<size_t> ready;
+    {
+      absl::MutexLock lock(&batch->mu_);
+      for (size_t i = 0; i < batch->waiting_.size(); ++i) {
+        if (batch->waiting_[i] == 0) ready.push_back(i);
+      }
+    }
+    batch->LaunchAll(std::move(ready));
+    batch->Release();  // The hold taken in the constructor.
+  }
+
+ private:
+  CommandBatch(CommandHandler* handler, std::unique_ptr<v1::ExecuteCommandsRequest> request,
+               absl::Time deadline, grpc::ServerUnaryReactor* reactor, grpc::ByteBuffer* out)
+      : handler_(handler),
+        request_(std::move(request)),
+        deadline_(deadline),
+        reactor_(reactor),
+        out_(out) {
+    const size_t n = request_->commands_size();
+    waiting_.assign(n, 0);
+    next_.assign(n, {});
+    // Held until Start has launched every command that can start, so that one ending at once
+    // cannot finish the call first.
+    remaining_ = n + 1;
+    for (size_t i = 0; i < n; ++i) response_.add_outcomes();
+    absl::flat_hash_map<std::string_view, size_t> last;  // Account -> its latest command.
+    for (size_t i = 0; i < n; ++i) {
+      for (std::string_view account : AccountsOf(request_->commands(i))) {
+        auto [it, first] = last.try_emplace(account, i);
+        if (first || it->second == i) continue;
+        next_[it->second].push_back(i);
+        ++waiting_[i];
+        it->second = i;
+      }
+    }
+  }
+
+  // The accounts a command names; none for an open (its account is new).
+  static std::vector<std::string_view> AccountsOf(const v1::BatchCommand& command) {
+    switch (command.command_case()) {
+      case v1::BatchCommand::kMakeDeposit:
+        return {command.make_deposit().account_id()};
+      case v1::BatchCommand::kMakeWithdrawal:
+        return {command.make_withdrawal().account_id()};
+      case v1::BatchCommand::kCloseAccount:
+        return {command.close_account().account_id()};
+      case v1::BatchCommand::kTransferFunds:
+        return {command.transfer_funds().from_account_id(),
+                command.transfer_funds().to_account_id()};
+      default:
+        return {};
+    }
+  }
+
+  // Runs command i through `run` (one of the Run functions above) once its options pass.
+  template <typename Request, typename Done>
+  void Run(size_t i, std::string_view method, const Request& request,
+           void (*run)(CommandHandler&, const Request&, CommandContext, Done), Done done) {
+    CommandContext context = ContextOf(method, request, deadline_);
+    if (absl::Status valid = ValidateContext(context); !valid.ok()) return End(i, valid);
+    run(*handler_, request, std::move(context), std::move(done));
+  }
+
+  void Launch(size_t i) {
+    const v1::BatchCommand& command = request_->commands(i);
+    auto done = [this, i]() -> CommandDone {
+      return [this, i](absl::StatusOr<CommandOutcome> outcome) {
+        if (!outcome.ok()) return End(i, outcome.status());
+        End(i, absl::OkStatus(),
+            [&](v1::BatchOutcome& out) { FillResult(*outcome, out.mutable_command()); });
+      };
+    };
+    switch (command.command_case()) {
+      case v1::BatchCommand::kOpenAccount:
+        return Run(i, kOpenAccount, command.open_account(), &RunOpen, done());
+      case v1::BatchCommand::kMakeDeposit:
+        return Run(i, kMakeDeposit, command.make_deposit(), &RunDeposit, done());
+      case v1::BatchCommand::kMakeWithdrawal:
+        return Run(i, kMakeWithdrawal, command.make_withdrawal(), &RunWithdrawal, done());
+      case v1::BatchCommand::kCloseAccount:
+        return Run(i, kCloseAccount, command.close_account(), &RunClose, done());
+      case v1::BatchCommand::kTransferFunds:
+        return Run(i, kTransferFunds, command.transfer_funds(), &RunTransfer,
+                   TransferDone([this, i](absl::StatusOr<TransferOutcome> outcome) {
+                     if (!outcome.ok()) return End(i, outcome.status());
+                     End(i, absl::OkStatus(), [&](v1::BatchOutcome& out) {
+                       FillTransfer(*outcome, out.mutable_transfer());
+                     });
+                   }));
+      case v1::BatchCommand::COMMAND_NOT_SET:
+        break;
+    }
+    End(i, InvalidField("command", "names no command (or one this server does not know)"));
+  }
+
+  // Records command i's outcome, starts the commands that waited for it, and finishes the call
+  // after the last one.
+  void End(
+      size_t i, const absl::Status& status,
+      absl::FunctionRef<void(v1::BatchOutcome&)> fill = [](v1::BatchOutcome&) {}) {
+    std::vector<size_t> ready;
+    {
+      absl::MutexLock lock(&mu_);
+      v1::BatchOutcome& out = *response_.mutable_outcomes(static_cast<int>(i));
+      *out.mutable_status() = ToRpcStatus(InItem(i, status));
+      if (status.ok()) fill(out);
+      for (size_t next : next_[i]) {
+        if (--waiting_[next] == 0) ready.push_back(next);
+      }
+    }
+    LaunchAll(std::move(ready));
+    Release();
+  }
+
+  // Launches `ready`. A command that ends at once ends inside Launch, and what it readies joins
+  // the loop already running on this thread instead of recursing, however long the chain. The
+  // caller holds a count (an unreleased command or Start's hold), so the batch outlives the loop.
+  void LaunchAll(std::vector<size_t> ready) {
+    if (running_.batch == this) {
+      running_.queue->insert(running_.queue->end(), ready.begin(), ready.end());
+      return;
+    }
+    const Loop outer = running_;
+    running_ = {this, &ready};
+    for (size_t k = 0; k < ready.size(); ++k) Launch(ready[k]);
+    running_ = outer;
+  }
+
+  // `status` as the status of command i: its message and field are prefixed with the
+  // command's place in the batch ("commands[3].make_deposit.amount").
+  absl::Status InItem(size_t i, const absl::Status& status) const {
+    if (status.ok()) return status;
+    const v1::BatchCommand& command = request_->commands(i);
+    std::string path = StrCat("commands[", i, "]");
+    if (const auto* field = v1::BatchCommand::descriptor()->FindFieldByNumber(
+            static_cast<int>(command.command_case()))) {
+      path = StrCat(path, ".", field->name());
+    }
+    std::optional<std::string> field = FieldOf(status);
+    if (!field) return Annotate(status, path);
+    std::string description(status.message());
+    if (description.rfind(*field + ": ", 0) == 0) description.erase(0, field->size() + 2);
+    return InvalidField(StrCat(path, ".", *field), description);
+  }
+
+  void Release() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (--remaining_ > 0) return;
+    }
+    Reply(reactor_, out_, response_);
+    delete this;
+  }
+
+  // The LaunchAll loop running on this thread, if any.
+  struct Loop {
+    const CommandBatch* batch = nullptr;
+    std::vector<size_t>* queue = nullptr;
+  };
+  static thread_local Loop running_;
+
+  CommandHandler* const handler_;
+  const std::unique_ptr<v1::ExecuteCommandsRequest> request_;
+  const absl::Time deadline_;
+  grpc::ServerUnaryReactor* const reactor_;
+  grpc::ByteBuffer* const out_;
+  // For each command, the commands that wait for it (at most one per account it names).
+  std::vector<std::vector<size_t>> next_;
+
+  absl::Mutex mu_;
+  v1::ExecuteCommandsResponse response_ ABSL_GUARDED_BY(mu_);
+  std::vector<int> waiting_ ABSL_GUARDED_BY(mu_);  // Commands each one still waits for.
+  size_t remaining_ ABSL_GUARDED_BY(mu_);          // Commands not ended, plus Start's hold.
+};
+
+thread_local CommandBatch::Loop CommandBatch::running_;
 
 // Page tokens: web-safe base64 of "1|<last key>|<checksum>". They are opaque to clients; the
 // checksum catches tampering and truncation.
@@ -236,14 +495,9 @@ grpc::ServerUnaryReactor* AccountCommandsService::OpenAccount(grpc::CallbackServ
                                                               const grpc::ByteBuffer* request,
                                                               grpc::ByteBuffer* response) {
   return Serve<v1::OpenAccountRequest>(
-      *auth_, "OpenAccount", context, request,
+      *auth_, kOpenAccount, context, request,
       [&](const v1::OpenAccountRequest& r, CommandContext ctx, grpc::ServerUnaryReactor* reactor) {
-        OpenAccountCommand command;
-        command.account_number = r.account_number();
-        command.holder_name = r.holder_name();
-        command.opening_minor_units = r.opening_deposit().minor_units();
-        command.currency = r.opening_deposit().currency();
-        handler_->OpenAsync(std::move(command), std::move(ctx), Answering(reactor, response));
+        RunOpen(*handler_, r, std::move(ctx), Answering(reactor, response));
       });
 }
 
@@ -251,11 +505,9 @@ grpc::ServerUnaryReactor* AccountCommandsService::MakeDeposit(grpc::CallbackServ
                                                               const grpc::ByteBuffer* request,
                                                               grpc::ByteBuffer* response) {
   return Serve<v1::MakeDepositRequest>(
-      *auth_, "MakeDeposit", context, request,
+      *auth_, kMakeDeposit, context, request,
       [&](const v1::MakeDepositRequest& r, CommandContext ctx, grpc::ServerUnaryReactor* reactor) {
-        handler_->DepositAsync(
-            {r.account_id(), r.amount().minor_units(), r.amount().currency(), r.reference()},
-            std::move(ctx), Answering(reactor, response));
+        RunDeposit(*handler_, r, std::move(ctx), Answering(reactor, response));
       });
 }
 
@@ -263,12 +515,10 @@ grpc::ServerUnaryReactor* AccountCommandsService::MakeWithdrawal(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return Serve<v1::MakeWithdrawalRequest>(
-      *auth_, "MakeWithdrawal", context, request,
+      *auth_, kMakeWithdrawal, context, request,
       [&](const v1::MakeWithdrawalRequest& r, CommandContext ctx,
           grpc::ServerUnaryReactor* reactor) {
-        handler_->WithdrawAsync(
-            {r.account_id(), r.amount().minor_units(), r.amount().currency(), r.reference()},
-            std::move(ctx), Answering(reactor, response));
+        RunWithdrawal(*handler_, r, std::move(ctx), Answering(reactor, response));
       });
 }
 
@@ -276,10 +526,9 @@ grpc::ServerUnaryReactor* AccountCommandsService::CloseAccount(grpc::CallbackSer
                                                                const grpc::ByteBuffer* request,
                                                                grpc::ByteBuffer* response) {
   return Serve<v1::CloseAccountRequest>(
-      *auth_, "CloseAccount", context, request,
+      *auth_, kCloseAccount, context, request,
       [&](const v1::CloseAccountRequest& r, CommandContext ctx, grpc::ServerUnaryReactor* reactor) {
-        handler_->CloseAsync({r.account_id(), r.reason()}, std::move(ctx),
-                             Answering(reactor, response));
+        RunClose(*handler_, r, std::move(ctx), Answering(reactor, response));
       });
 }
 
@@ -287,33 +536,38 @@ grpc::ServerUnaryReactor* AccountCommandsService::TransferFunds(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
     grpc::ByteBuffer* response) {
   return Serve<v1::TransferFundsRequest>(
-      *auth_, "TransferFunds", context, request,
+      *auth_, kTransferFunds, context, request,
       [&](const v1::TransferFundsRequest& r, CommandContext ctx,
           grpc::ServerUnaryReactor* reactor) {
-        TransferCommand command;
-        command.from_account_id = r.from_account_id();
-        command.to_account_id = r.to_account_id();
-        command.minor_units = r.amount().minor_units();
-        command.currency = r.amount().currency();
-        command.reference = r.reference();
-        std::optional<int64_t> from_expected, to_expected;
-        if (r.has_from_expected_version()) from_expected = r.from_expected_version();
-        if (r.has_to_expected_version()) to_expected = r.to_expected_version();
-        handler_->TransferAsync(std::move(command), std::move(ctx), from_expected, to_expected,
-                                [reactor, response](absl::StatusOr<TransferOutcome> outcome) {
-                                  if (!outcome.ok()) {
-                                    return reactor->Finish(ToGrpcStatus(outcome.status()));
-                                  }
-                                  v1::TransferFundsResponse answer;
-                                  answer.set_transfer_id(outcome->transfer_id);
-                                  answer.set_from_stream_version(outcome->from_version);
-                                  answer.set_to_stream_version(outcome->to_version);
-                                  answer.set_debit_global_position(outcome->debit_position);
-                                  answer.set_credit_global_position(outcome->credit_position);
-                                  answer.set_deduplicated(outcome->deduplicated);
-                                  Reply(reactor, response, answer);
-                                });
+        RunTransfer(*handler_, r, std::move(ctx),
+                    [reactor, response](absl::StatusOr<TransferOutcome> outcome) {
+                      if (!outcome.ok()) return reactor->Finish(ToGrpcStatus(outcome.status()));
+                      v1::TransferFundsResponse answer;
+                      FillTransfer(*outcome, &answer);
+                      Reply(reactor, response, answer);
+                    });
       });
+}
+
+grpc::ServerUnaryReactor* AccountCommandsService::ExecuteCommands(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  auto batch = std::make_unique<v1::ExecuteCommandsRequest>();
+  absl::Status admitted = auth_->Check(*context, Scope::kClient);
+  if (admitted.ok()) admitted = ParseRequest(*request, *batch);
+  if (admitted.ok() &&
+      (batch->commands_size() == 0 || batch->commands_size() > kMaxBatchCommands)) {
+    admitted = InvalidField("commands", StrCat("a batch holds 1 to ", kMaxBatchCommands,
+                                               " commands, got ", batch->commands_size()));
+  }
+  if (!admitted.ok()) {
+    reactor->Finish(ToGrpcStatus(admitted));
+    return reactor;
+  }
+  CommandBatch::Start(handler_, std::move(batch), CallDeadline(*context, absl::InfiniteDuration()),
+                      reactor, response);
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* AccountCommandsService::Ping(grpc::CallbackServerContext* context,

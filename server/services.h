@@ -27,6 +27,7 @@ namespace fidelis::server {
 inline constexpr int kMaxPageSize = 1000;
 inline constexpr int kDefaultPageSize = 100;
 inline constexpr int kMaxReadCount = 1000;
+inline constexpr int kMaxBatchCommands = 1000;
 
 // The command methods are raw callback methods: each parses its request bytes itself, so that
 // a request protobuf refuses (a proto3 string that is not UTF-8) is answered INVALID_ARGUMENT
@@ -38,8 +39,9 @@ using AccountCommandsBase = v1::AccountCommands::WithRawCallbackMethod_OpenAccou
         v1::AccountCommands::WithRawCallbackMethod_MakeWithdrawal<
             v1::AccountCommands::WithRawCallbackMethod_CloseAccount<
                 v1::AccountCommands::WithRawCallbackMethod_TransferFunds<
-                    v1::AccountCommands::WithRawCallbackMethod_Ping<
-                        v1::AccountCommands::Service>>>>>>;
+                    v1::AccountCommands::WithRawCallbackMethod_ExecuteCommands<
+                        v1::AccountCommands::WithRawCallbackMethod_Ping<
+                            v1::AccountCommands::Service>>>>>>>;
 
 class AccountCommandsService final : public AccountCommandsBase {
  public:
@@ -61,6 +63,10 @@ class AccountCommandsService final : public AccountCommandsBase {
   grpc::ServerUnaryReactor* TransferFunds(grpc::CallbackServerContext* context,
                                           const grpc::ByteBuffer* request,
                                           grpc::ByteBuffer* response) override;
+  // Runs each command of the batch as its method above would (see CommandBatch in the .cc).
+  grpc::ServerUnaryReactor* ExecuteCommands(grpc::CallbackServerContext* context,
+                                            const grpc::ByteBuffer* request,
+                                            grpc::ByteBuffer* response) override;
   // The no-op baseline of the benchmarks, served the same way as the commands.
   grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* context,
                                  const grpc::ByteBuffer* request,

@@ -51,9 +51,10 @@ echo "== machine"
 echo "nproc: $(nproc); memory: $(free -g | awk '/Mem:/ {print $2}') GiB; disk: $(df -h "$work" | awk 'NR==2 {print $1, $2}')"
 
 if [ $replay_only = 0 ]; then
-echo "== command path: ${seconds}s per measurement, 64 calls in flight"
+echo "== command path: ${seconds}s per measurement, 64 calls in flight (ExecuteCommands: 16 calls of 50 commands)"
 start_server "$work/commands" 0
-"$bench" --server "$addr" commands --accounts "$accounts" --seconds "$seconds" --concurrency 64
+"$bench" --server "$addr" commands --accounts "$accounts" --seconds "$seconds" --concurrency 64 \
+  --batch 50 --batch-concurrency 16
 echo "== stream length"
 "$bench" --server "$addr" stream-length --events "$stream_events" --calls "$calls"
 stop_server

@@ -68,6 +68,15 @@ TEST_F(AuthTest, ClientRpcsNeedTheClientToken) {
   EXPECT_EQ(
       commands_->OpenAccount(WithToken("nope-nope-nope-nope").get(), request, &result).error_code(),
       grpc::StatusCode::PERMISSION_DENIED);
+  v1::ExecuteCommandsRequest batch;
+  *batch.add_commands()->mutable_open_account() = request;
+  v1::ExecuteCommandsResponse outcomes;
+  EXPECT_EQ(commands_->ExecuteCommands(WithToken("").get(), batch, &outcomes).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(
+      commands_->ExecuteCommands(WithToken(kAdminToken + std::string("x")).get(), batch, &outcomes)
+          .error_code(),
+      grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(Head(), 0u);
   ASSERT_TRUE(commands_->OpenAccount(WithToken(kClientToken).get(), request, &result).ok());
   v1::ReadAllResponse all;

@@ -250,6 +250,19 @@ TEST_F(BadInputTest, EveryHostileRequestGetsItsStatusAndWritesNothing) {
          v1::RebuildInfo info;
          return admin_->CancelRebuild(Ctx().get(), r, &info);
        }},
+      {"batch: no commands", C::INVALID_ARGUMENT,
+       [&] {
+         v1::ExecuteCommandsResponse out;
+         return commands_->ExecuteCommands(Ctx().get(), v1::ExecuteCommandsRequest(), &out);
+       }},
+      {"batch: 1001 commands", C::INVALID_ARGUMENT,
+       [&] {
+         v1::ExecuteCommandsRequest r;
+         for (int i = 0; i < 1001; ++i)
+           *r.add_commands()->mutable_make_deposit() = Deposit(rich_, 1);
+         v1::ExecuteCommandsResponse out;
+         return commands_->ExecuteCommands(Ctx().get(), r, &out);
+       }},
       {"open: request over the maximum message size", C::RESOURCE_EXHAUSTED,
        [&] { return OpenCall(Open("N1", huge, 0, "EUR")); }},
   };
@@ -277,6 +290,16 @@ TEST_F(BadInputTest, NonUtf8TextIsRejected) {
   status = OpenCall(Open("N1", "Ann", 0, "E\xffR"));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
   EXPECT_EQ(ViolatedField(status), "opening_deposit.currency");
+  // In a batch, the whole call is refused (it does not parse), naming the command.
+  v1::ExecuteCommandsRequest batch;
+  *batch.add_commands()->mutable_make_deposit() = Deposit(rich_, 1);
+  v1::MakeDepositRequest bad = Deposit(rich_, 1);
+  bad.set_reference("caf\xc3\x28");
+  *batch.add_commands()->mutable_make_deposit() = bad;
+  v1::ExecuteCommandsResponse out;
+  status = commands_->ExecuteCommands(Ctx().get(), batch, &out);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  EXPECT_EQ(ViolatedField(status), "commands[1].make_deposit.reference");
   EXPECT_EQ(Head(), head);
 }
 

@@ -80,22 +80,31 @@ class ServerTest : public ::testing::Test {
     return result.account_id();
   }
 
-  grpc::Status Deposit(const std::string& id, int64_t amount, v1::CommandResult* result,
-                       const std::string& command_id = "") {
+  static v1::MakeDepositRequest DepositRequest(const std::string& id, int64_t amount,
+                                               const std::string& command_id = "") {
     v1::MakeDepositRequest request;
     request.set_account_id(id);
     request.mutable_amount()->set_minor_units(amount);
     request.mutable_amount()->set_currency("EUR");
     request.mutable_options()->set_command_id(command_id);
-    return commands_->MakeDeposit(Ctx().get(), request, result);
+    return request;
   }
 
-  grpc::Status Withdraw(const std::string& id, int64_t amount, v1::CommandResult* result) {
+  static v1::MakeWithdrawalRequest WithdrawalRequest(const std::string& id, int64_t amount) {
     v1::MakeWithdrawalRequest request;
     request.set_account_id(id);
     request.mutable_amount()->set_minor_units(amount);
     request.mutable_amount()->set_currency("EUR");
-    return commands_->MakeWithdrawal(Ctx().get(), request, result);
+    return request;
+  }
+
+  grpc::Status Deposit(const std::string& id, int64_t amount, v1::CommandResult* result,
+                       const std::string& command_id = "") {
+    return commands_->MakeDeposit(Ctx().get(), DepositRequest(id, amount, command_id), result);
+  }
+
+  grpc::Status Withdraw(const std::string& id, int64_t amount, v1::CommandResult* result) {
+    return commands_->MakeWithdrawal(Ctx().get(), WithdrawalRequest(id, amount), result);
   }
 
   v1::AccountSummary Summary(const std::string& id, uint64_t min_position) {
