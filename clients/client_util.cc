@@ -13,7 +13,6 @@
 #include "grpcpp/security/credentials.h"
 
 namespace fidelis::clients {
-namespace {
 
 const char* CodeName(grpc::StatusCode code) {
   static const char* const kNames[] = {"OK",
@@ -36,8 +35,6 @@ const char* CodeName(grpc::StatusCode code) {
   int index = static_cast<int>(code);
   return index >= 0 && index <= 16 ? kNames[index] : "UNKNOWN";
 }
-
-}  // namespace
 
 namespace {
 

@@ -44,6 +44,9 @@ std::string FormatAmount(int64_t minor_units, const std::string& currency);
 // "1,234,567".
 std::string WithThousands(uint64_t value);
 
+// "NOT_FOUND" for grpc::StatusCode::NOT_FOUND.
+const char* CodeName(grpc::StatusCode code);
+
 // Prints "error: CODE: message" plus any field violations to stderr; returns the exit code
 // for the status (0 for OK, 1 otherwise).
 int ReportStatus(const grpc::Status& status);

@@ -1,8 +1,8 @@
 // fidelis: the command-line client of a Fidelis server.
 //
-//   fidelis [--server host:port] [--json] account open|deposit|withdraw|close|transfer|get|list
-//   fidelis events read|tail
-//   fidelis projection list|rebuild|status|watch|cancel|promote|abort|rollback|retire|diff
+//   fidelis [--server host:port] [--json] account
+//   open|deposit|withdraw|close|transfer|batch|get|list fidelis events read|tail fidelis projection
+//   list|rebuild|status|watch|cancel|promote|abort|rollback|retire|diff
 //
 // Readable output by default; --json prints the server's response as JSON (one object per
 // line for streams). Exit status 0 on success, 1 when the server rejected the call, 2 on
@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <string>
 
@@ -214,6 +215,11 @@ int Main(int argc, char** argv) {
   transfer->add_option("--currency", currency, "ISO 4217 currency")->capture_default_str();
   transfer->add_option("--reference", reference, "Reference text");
   add_command_options(transfer);
+  std::string batch_file = "-";
+  CLI::App* batch = account->add_subcommand(
+      "batch", "Run commands read as JSON lines (one BatchCommand each) in one call");
+  batch->add_option("--file", batch_file, "File of JSON lines; - reads standard input")
+      ->capture_default_str();
   uint64_t min_position = 0;
   CLI::App* get = account->add_subcommand("get", "Show an account's summary");
   get->add_option("--account", account_id, "Account id")->required();
@@ -395,6 +401,55 @@ int Main(int argc, char** argv) {
                 << ")\n";
     }
     return 0;
+  }
+  if (*batch) {
+    std::ifstream file;
+    std::istream* in = &std::cin;
+    if (batch_file != "-") {
+      file.open(batch_file);
+      if (!file) return Usage("cannot read " + batch_file);
+      in = &file;
+    }
+    v1::ExecuteCommandsRequest request;
+    std::string line;
+    for (int number = 1; std::getline(*in, line); ++number) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      auto parsed = google::protobuf::util::JsonStringToMessage(line, request.add_commands());
+      if (!parsed.ok()) {
+        return Usage("line " + std::to_string(number) +
+                     " is not a command: " + std::string(parsed.message()));
+      }
+    }
+    v1::ExecuteCommandsResponse response;
+    grpc::Status status = commands.ExecuteCommands(&context, request, &response);
+    if (!status.ok()) return ReportStatus(status);
+    if (g.json) std::cout << ToJson(response) << "\n";
+    int failed = 0;
+    for (int i = 0; i < response.outcomes_size(); ++i) {
+      const v1::BatchOutcome& outcome = response.outcomes(i);
+      if (outcome.status().code() != 0) ++failed;
+      if (g.json) continue;
+      std::cout << "[" << i << "] ";
+      if (outcome.status().code() != 0) {
+        std::cout << CodeName(static_cast<grpc::StatusCode>(outcome.status().code())) << ": "
+                  << outcome.status().message() << "\n";
+      } else if (outcome.has_transfer()) {
+        std::cout << "OK transfer " << outcome.transfer().transfer_id() << " (positions "
+                  << outcome.transfer().debit_global_position() << " and "
+                  << outcome.transfer().credit_global_position()
+                  << (outcome.transfer().deduplicated() ? ", deduplicated retry" : "") << ")\n";
+      } else {
+        std::cout << "OK account " << outcome.command().account_id() << " (stream version "
+                  << outcome.command().stream_version() << ", global position "
+                  << outcome.command().global_position()
+                  << (outcome.command().deduplicated() ? ", deduplicated retry" : "") << ")\n";
+      }
+    }
+    if (!g.json) {
+      std::cout << response.outcomes_size() - failed << " of " << response.outcomes_size()
+                << " commands succeeded\n";
+    }
+    return failed == 0 ? 0 : 1;
   }
   if (*get) {
     if (report) {

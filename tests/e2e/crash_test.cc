@@ -61,39 +61,51 @@ class CrashTest : public ::testing::Test {
     return events;
   }
 
-  // One client's command, with a command id so that retries are safe.
-  grpc::Status Issue(std::mt19937& rng, const std::string& command_id, int* events) {
+  // A random deposit, withdrawal or transfer with a command id (so that retries are safe), and
+  // how many events it appends.
+  v1::BatchCommand RandomCommand(std::mt19937& rng, const std::string& command_id, int* events) {
     const size_t from = rng() % accounts_.size();
     const std::string& a = accounts_[from];
     const int dice = rng() % 10;
-    v1::CommandResult result;
+    v1::BatchCommand command;
+    *events = 1;
     if (dice < 5) {
-      v1::MakeDepositRequest r;
-      r.set_account_id(a);
-      r.mutable_amount()->set_minor_units(1 + rng() % 500);
-      r.mutable_amount()->set_currency("EUR");
-      r.mutable_options()->set_command_id(command_id);
-      *events = 1;
-      return commands_->MakeDeposit(Ctx(2).get(), r, &result);
+      v1::MakeDepositRequest* r = command.mutable_make_deposit();
+      r->set_account_id(a);
+      r->mutable_amount()->set_minor_units(1 + rng() % 500);
+      r->mutable_amount()->set_currency("EUR");
+      r->mutable_options()->set_command_id(command_id);
+    } else if (dice < 8) {
+      v1::MakeWithdrawalRequest* r = command.mutable_make_withdrawal();
+      r->set_account_id(a);
+      r->mutable_amount()->set_minor_units(1 + rng() % 700);
+      r->mutable_amount()->set_currency("EUR");
+      r->mutable_options()->set_command_id(command_id);
+    } else {
+      v1::TransferFundsRequest* r = command.mutable_transfer_funds();
+      r->set_from_account_id(a);
+      r->set_to_account_id(
+          accounts_[(from + 1 + rng() % (accounts_.size() - 1)) % accounts_.size()]);
+      r->mutable_amount()->set_minor_units(1 + rng() % 300);
+      r->mutable_amount()->set_currency("EUR");
+      r->mutable_options()->set_command_id(command_id);
+      *events = 2;
     }
-    if (dice < 8) {
-      v1::MakeWithdrawalRequest r;
-      r.set_account_id(a);
-      r.mutable_amount()->set_minor_units(1 + rng() % 700);
-      r.mutable_amount()->set_currency("EUR");
-      r.mutable_options()->set_command_id(command_id);
-      *events = 1;
-      return commands_->MakeWithdrawal(Ctx(2).get(), r, &result);
+    return command;
+  }
+
+  // One client's command, sent on its own.
+  grpc::Status Issue(std::mt19937& rng, const std::string& command_id, int* events) {
+    const v1::BatchCommand command = RandomCommand(rng, command_id, events);
+    v1::CommandResult result;
+    if (command.has_make_deposit()) {
+      return commands_->MakeDeposit(Ctx(2).get(), command.make_deposit(), &result);
     }
-    v1::TransferFundsRequest r;
-    r.set_from_account_id(a);
-    r.set_to_account_id(accounts_[(from + 1 + rng() % (accounts_.size() - 1)) % accounts_.size()]);
-    r.mutable_amount()->set_minor_units(1 + rng() % 300);
-    r.mutable_amount()->set_currency("EUR");
-    r.mutable_options()->set_command_id(command_id);
+    if (command.has_make_withdrawal()) {
+      return commands_->MakeWithdrawal(Ctx(2).get(), command.make_withdrawal(), &result);
+    }
     v1::TransferFundsResponse response;
-    *events = 2;
-    return commands_->TransferFunds(Ctx(2).get(), r, &response);
+    return commands_->TransferFunds(Ctx(2).get(), command.transfer_funds(), &response);
   }
 
   // Checks the log's invariants; returns each account's balance as the sum of its events and,
@@ -178,9 +190,16 @@ TEST_F(CrashTest, EveryAcknowledgedCommandSurvivesRepeatedSigkills) {
   std::set<std::string> unknown;     // failed calls whose outcome is unknown
   std::mt19937 chaos(12345);
   size_t acked_before = 0;
+  size_t acked_in_batches = 0;
   for (int round = 0; round < kills; ++round) {
     std::atomic<bool> stop{false};
     std::vector<std::thread> clients;
+    auto outcome_unknown = [](const grpc::Status& status) {
+      return status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+             status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+             status.error_code() == grpc::StatusCode::CANCELLED ||
+             status.error_code() == grpc::StatusCode::UNKNOWN;
+    };
     for (int c = 0; c < 4; ++c) {
       clients.emplace_back([&, c] {
         std::mt19937 rng(round * 100 + c);
@@ -192,15 +211,38 @@ TEST_F(CrashTest, EveryAcknowledgedCommandSurvivesRepeatedSigkills) {
           std::lock_guard<std::mutex> lock(mu);
           if (status.ok()) {
             acked[id] = events;
-          } else if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                     status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
-                     status.error_code() == grpc::StatusCode::CANCELLED ||
-                     status.error_code() == grpc::StatusCode::UNKNOWN) {
+          } else if (outcome_unknown(status)) {
             unknown.insert(id);
           }
         }
       });
     }
+    // And one client sending batches of 8: each command acknowledged by an OK outcome.
+    clients.emplace_back([&] {
+      std::mt19937 rng(round * 100 + 99);
+      for (int n = 0; !stop.load(); ++n) {
+        v1::ExecuteCommandsRequest batch;
+        std::vector<std::pair<std::string, int>> sent;
+        for (int k = 0; k < 8; ++k) {
+          const std::string id =
+              "r" + std::to_string(round) + "b" + std::to_string(n) + "k" + std::to_string(k);
+          int events = 0;
+          *batch.add_commands() = RandomCommand(rng, id, &events);
+          sent.emplace_back(id, events);
+        }
+        v1::ExecuteCommandsResponse response;
+        grpc::Status status = commands_->ExecuteCommands(Ctx(2).get(), batch, &response);
+        std::lock_guard<std::mutex> lock(mu);
+        for (size_t k = 0; k < sent.size(); ++k) {
+          if (status.ok() && response.outcomes(k).status().code() == 0) {
+            acked[sent[k].first] = sent[k].second;
+            ++acked_in_batches;
+          } else if (!status.ok() && outcome_unknown(status)) {
+            unknown.insert(sent[k].first);
+          }
+        }
+      }
+    });
     absl::SleepFor(absl::Milliseconds(150 + chaos() % 350));
     server_->Signal(SIGKILL);
     server_->Wait();
@@ -209,6 +251,7 @@ TEST_F(CrashTest, EveryAcknowledgedCommandSurvivesRepeatedSigkills) {
     {
       std::lock_guard<std::mutex> lock(mu);
       ASSERT_GT(acked.size(), acked_before) << "no command was acknowledged before the kill";
+      ASSERT_GT(acked_in_batches, 0u) << "no batch was acknowledged";
       acked_before = acked.size();
     }
     Start();

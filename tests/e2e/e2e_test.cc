@@ -1,6 +1,7 @@
 // End to end: the real fidelisd binary, driven by the real fidelis CLI, killed with SIGKILL
 // mid-way and restarted. Every acknowledged command's events must still be in the log.
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <regex>
 #include <thread>
@@ -185,6 +186,52 @@ TEST(EndToEndTest, TheCliReportsRejectionsWithTheirCodeAndExitsNonZero) {
   EXPECT_NE(list.output.find("AccountReport"), std::string::npos);
   RunResult usage = Cli(address, {"account", "deposit", "--account", "x", "--amount", "1.234"});
   EXPECT_EQ(usage.exit_code, 2);
+}
+
+TEST(EndToEndTest, TheCliRunsABatchOfCommandsFromJsonLines) {
+  TempDir dir;
+  std::unique_ptr<Child> server;
+  const std::string address = StartServer(server, dir.Sub("data"));
+  ASSERT_FALSE(address.empty());
+  RunResult opened = Cli(address, {"--json", "account", "open", "--number", "B1", "--holder",
+                                   "Batch Holder", "--deposit", "1.00"});
+  ASSERT_EQ(opened.exit_code, 0) << opened.output;
+  const std::string id = JsonField(opened.output, "account_id");
+  const std::string file = dir.Sub("commands.jsonl");
+  {
+    std::ofstream out(file);
+    auto money = [](int units) {
+      return R"("amount": {"minor_units": ")" + std::to_string(units) + R"(", "currency": "EUR"})";
+    };
+    out << R"({"make_deposit": {"account_id": ")" << id << R"(", )" << money(500) << "}}\n";
+    out << "\n";  // Blank lines are skipped.
+    out << R"({"make_withdrawal": {"account_id": ")" << id << R"(", )" << money(550) << "}}\n";
+    out << R"({"make_withdrawal": {"account_id": ")" << id << R"(", )" << money(100) << "}}\n";
+  }
+  // The second withdrawal needs more than is left after the first: the batch partly fails.
+  RunResult ran = Cli(address, {"account", "batch", "--file", file});
+  EXPECT_EQ(ran.exit_code, 1) << ran.output;
+  EXPECT_NE(ran.output.find("[0] OK account " + id + " (stream version 2"), std::string::npos)
+      << ran.output;
+  EXPECT_NE(ran.output.find("[1] OK account " + id + " (stream version 3"), std::string::npos)
+      << ran.output;
+  EXPECT_NE(ran.output.find("[2] FAILED_PRECONDITION: commands[2].make_withdrawal: "),
+            std::string::npos)
+      << ran.output;
+  EXPECT_NE(ran.output.find("2 of 3 commands succeeded"), std::string::npos) << ran.output;
+  RunResult shown = Cli(address, {"account", "get", "--account", id, "--min-position", "3"});
+  EXPECT_NE(shown.output.find("balance:       0.50 EUR"), std::string::npos) << shown.output;
+
+  // A line that is no command is a usage error, and nothing is sent.
+  {
+    std::ofstream out(file);
+    out << R"({"make_deposit": {"account_id": ")" << id << "\"}}\n{\"nonsense\": 1}\n";
+  }
+  RunResult bad = Cli(address, {"account", "batch", "--file", file});
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  RunResult after = Cli(address, {"--json", "events", "read", "--stream", "Account-" + id});
+  EXPECT_NE(after.output.find("\"stream_version\":\"3\""), std::string::npos) << after.output;
+  EXPECT_EQ(after.output.find("\"stream_version\":\"4\""), std::string::npos) << after.output;
 }
 
 }  // namespace
