@@ -16,10 +16,10 @@ seed=$build/server/fidelis-seed
 bench=$build/clients/fidelis-bench
 if [ $quick = 1 ]; then
   seconds=1 accounts=100 stream_events=300 calls=100 log_accounts=2000 log_events=100000
-  small_events=20000
+  small_events=20000 rounds=2
 else
   seconds=10 accounts=1000 stream_events=100000 calls=2000 log_accounts=100000
-  log_events=10000000 small_events=1000000
+  log_events=10000000 small_events=1000000 rounds=3
 fi
 work=$(mktemp -d /tmp/fidelis-bench-XXXXXX)
 pid=""
@@ -77,12 +77,12 @@ for events in $small_events $log_events; do
 done
 
 if [ $replay_only = 0 ]; then
-  echo "== live traffic first: commands at a fixed offered rate, idle and during a blue-green rebuild of AccountSummary over $small_events events"
+  echo "== live traffic first: commands at a fixed offered rate, idle and during $rounds blue-green rebuilds of AccountSummary over $small_events events and more"
   "$seed" --data_dir="$work/load" --accounts="$log_accounts" --events="$small_events" --seed=2
   start_server "$work/load" "$small_events"
   wait_caught_up
   "$bench" --server "$addr" rebuild-under-load --projection AccountSummary \
-    --accounts "$accounts" --seconds "$seconds" --concurrency 64
+    --accounts "$accounts" --seconds "$seconds" --concurrency 64 --rounds "$rounds"
   stop_server
   rm -rf "$work/load"
 fi
