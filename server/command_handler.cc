@@ -182,9 +182,11 @@ void CommandHandler::Forget(const std::string& account_id) {
 
 void CommandHandler::ForgetAfterConflict(const std::string& account_id,
                                          const absl::Status& conflict) {
+  auto stream = conflict.GetPayload(storage::kConflictStreamPayloadKey);
   auto current = conflict.GetPayload(storage::kCurrentVersionPayloadKey);
   int64_t version = 0;
-  if (current && absl::SimpleAtoi(std::string(*current), &version)) {
+  if (stream && std::string(*stream) == AccountStream(account_id) && current &&
+      absl::SimpleAtoi(std::string(*current), &version)) {
     Shard& shard = shards_[std::hash<std::string>()(account_id) % kShards];
     absl::MutexLock lock(&shard.mu);
     auto it = shard.accounts.find(account_id);
@@ -461,8 +463,8 @@ class CommandHandler::TransferOperation final : public OperationWith<TransferOut
   }
   bool Retry(const absl::Status& status) override {
     if (status.code() != absl::StatusCode::kAborted) return false;
-    handler_->Forget(command_.from_account_id);
-    handler_->Forget(command_.to_account_id);
+    handler_->ForgetAfterConflict(command_.from_account_id, status);
+    handler_->ForgetAfterConflict(command_.to_account_id, status);
     return !from_expected_ && !to_expected_;  // Versions the caller named are not decided again.
   }
   absl::Status Contention() const override {

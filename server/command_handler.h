@@ -128,10 +128,11 @@ class CommandHandler {
   storage::EventToAppend ToAppend(const NewEvent& event, const CommandContext& context) const;
   void Remember(const AccountState& state);
   void Forget(const std::string& account_id);
-  // After an append of `account_id` failed with `conflict` (ABORTED, naming the stream's
-  // version): keeps the cached state when it is at that version, which is the case when the
-  // command that won committed just before (on the writer thread, in group order) and cached
-  // the state it left; the retry then decides on it without reading the log. Otherwise forgets.
+  // After an append that named `account_id` failed with `conflict` (ABORTED, naming the stream
+  // that conflicted and its version): keeps the cached state when the conflict is on this
+  // account's stream and the cache is at that version, which is the case when the command that
+  // won committed just before (on the writer thread, in group order) and cached the state it
+  // left; the retry then decides on it without reading the log. Otherwise forgets it.
   void ForgetAfterConflict(const std::string& account_id, const absl::Status& conflict);
   void MaybeSnapshot(const AccountState& state, int64_t previous_version);
 

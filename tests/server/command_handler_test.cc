@@ -2,6 +2,9 @@
 // show that loading an aggregate costs the same however long its stream is.
 #include "server/command_handler.h"
 
+#include <map>
+
+#include "absl/synchronization/mutex.h"
 #include "domain/account_projectors.h"
 #include "domain/event_types.h"
 #include "gtest/gtest.h"
@@ -23,7 +26,11 @@ class CountingStore : public storage::EventStore {
   absl::StatusOr<std::vector<v1::StoredEvent>> ReadStream(std::string_view s, int64_t from,
                                                           size_t max) const override {
     auto events = inner_->ReadStream(s, from, max);
-    if (events.ok()) events_read += events->size();
+    if (events.ok()) {
+      absl::MutexLock lock(&mu_);
+      events_read += events->size();
+      events_read_of[std::string(s)] += events->size();
+    }
     return events;
   }
   absl::StatusOr<int64_t> StreamVersion(std::string_view s) const override {
@@ -37,10 +44,13 @@ class CountingStore : public storage::EventStore {
   uint64_t WaitForHead(uint64_t after, absl::Time deadline) const override {
     return inner_->WaitForHead(after, deadline);
   }
+  // Events read, in all and per stream. Read once the commands are done.
   mutable size_t events_read = 0;
+  mutable std::map<std::string, size_t> events_read_of;
 
  private:
   storage::EventStore* inner_;
+  mutable absl::Mutex mu_;
 };
 
 class FixedClock : public Clock {
@@ -141,6 +151,37 @@ TEST_F(CommandHandlerTest, RetriesAfterConflictsDecideOnTheCachedStateTheWinnerL
   ASSERT_OK(state);
   EXPECT_EQ(state->balance, 3 + kDeposits);
   EXPECT_EQ(counting_->events_read, 0u);  // No retry went back to the log.
+}
+
+TEST_F(CommandHandlerTest, ATransferRetriedAfterAConflictKeepsTheCachedStateOfTheContendedAccount) {
+  auto handler = NewHandler();
+  const std::string from = OpenWithDeposits(*handler, "N1", 25);
+  constexpr int kTransfers = 20;
+  std::vector<std::string> to;
+  for (int i = 0; i < kTransfers; ++i)
+    to.push_back(OpenWithDeposits(*handler, "D" + std::to_string(i), 0));
+  counting_->events_read_of.clear();
+  // All decided on the same cached source: every one after the first conflicts on it.
+  absl::Mutex mu;
+  int done = 0, ok = 0;
+  for (int i = 0; i < kTransfers; ++i) {
+    handler->TransferAsync(TransferCommand{"", from, to[i], 1, "EUR", ""}, {}, std::nullopt,
+                           std::nullopt, [&](absl::StatusOr<TransferOutcome> outcome) {
+                             absl::MutexLock lock(&mu);
+                             ++done;
+                             if (outcome.ok()) ++ok;
+                           });
+  }
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(
+        +[](int* n) { return *n == kTransfers; }, &done));
+  }
+  EXPECT_EQ(ok, kTransfers);
+  auto state = handler->Load(from);
+  ASSERT_OK(state);
+  EXPECT_EQ(state->balance, 25 - kTransfers);
+  EXPECT_EQ(counting_->events_read_of[AccountStream(from)], 0u);  // Never reloaded.
 }
 
 TEST_F(CommandHandlerTest, ACommandPastItsDeadlineWritesNothing) {
