@@ -272,7 +272,8 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   rebuild->add_option("--max-rate", max_rate, "Replay at most this many events per second");
   rebuild->add_flag("--strict", strict, "Treat skipped events as an error (exit status 1)");
-  bool blue_green = false, in_place = false, no_promote = false, no_yield = false;
+  bool blue_green = false, in_place = false, no_promote = false, no_yield = false,
+       no_idle_priority = false;
   uint32_t target_version = 0, nice = 0;
   auto* bg_flag = rebuild->add_flag(
       "--blue-green", blue_green,
@@ -290,6 +291,8 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(0, 19));
   rebuild->add_flag("--no-yield", no_yield,
                     "Do not pause between batches while commands wait for the log writer");
+  rebuild->add_flag("--no-idle-priority", no_idle_priority,
+                    "Run the rebuild's threads at their niceness, not under SCHED_IDLE");
   CLI::App* promote = projection->add_subcommand(
       "promote", "Make a caught-up shadow live (the live build is kept for a rollback)");
   CLI::App* abort_cmd =
@@ -588,6 +591,7 @@ int Main(int argc, char** argv) {
       request.set_target_version(target_version);
       request.set_nice(nice);
       request.set_no_yield(no_yield);
+      request.set_no_idle_priority(no_idle_priority);
       reader = admin.RebuildProjection(&stream_context, request);
     } else {
       v1::WatchRebuildRequest request;

@@ -43,6 +43,9 @@ ABSL_FLAG(std::vector<std::string>, initial_projection_versions, {},
           "none of it yet (default: the newest in the binary), e.g. AccountReport=1.");
 ABSL_FLAG(int, rebuild_nice, 10,
           "Niceness (0-19) of rebuild threads, so live traffic goes first; 0 disables.");
+ABSL_FLAG(bool, rebuild_idle_priority, true,
+          "Rebuild threads run under SCHED_IDLE, only on a core no live thread wants; false "
+          "leaves them under the normal policy at --rebuild_nice.");
 ABSL_FLAG(uint64_t, rebuild_max_rate, 0,
           "Default cap of a rebuild's replay, in events per second; 0 means none.");
 ABSL_FLAG(bool, rebuild_yield, true,
@@ -109,6 +112,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   options.rebuild_tuning.nice = nice;
+  options.rebuild_tuning.idle_priority = absl::GetFlag(FLAGS_rebuild_idle_priority);
   options.rebuild_tuning.max_events_per_second = absl::GetFlag(FLAGS_rebuild_max_rate);
   options.rebuild_tuning.yield = absl::GetFlag(FLAGS_rebuild_yield);
   options.rebuild_tuning.durable_interval = absl::GetFlag(FLAGS_rebuild_checkpoint_interval);

@@ -1,5 +1,6 @@
 #include "server/rebuild.h"
 
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -33,11 +34,16 @@ google::protobuf::Duration ToProto(absl::Duration d) {
   return TimeUtil::MicrosecondsToDuration(absl::ToInt64Microseconds(d));
 }
 
-// Lowers the calling thread's priority (Linux: nice is per thread).
-void LowerThreadPriority(int nice) {
-  if (nice <= 0) return;
-  if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice) != 0) {
+// Lowers the calling thread's priority (Linux: nice and the scheduling policy are per thread).
+// SCHED_IDLE runs the thread only on a core nothing else wants, and any other thread that
+// wakes up takes the core from it at once, where a nice thread may keep it for a while.
+void LowerThreadPriority(int nice, bool idle) {
+  if (nice > 0 && setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice) != 0) {
     spdlog::warn("could not lower a rebuild thread's priority to nice {}", nice);
+  }
+  sched_param param{};
+  if (idle && sched_setscheduler(0, SCHED_IDLE, &param) != 0) {
+    spdlog::warn("could not move a rebuild thread to SCHED_IDLE");
   }
 }
 
@@ -97,6 +103,7 @@ RebuildJob::RebuildJob(std::string id, ProjectionEngine* engine,
           t.max_events_per_second = request_.max_events_per_second();
         }
         if (request_.no_yield()) t.yield = false;
+        if (request_.no_idle_priority()) t.idle_priority = false;
         return t;
       }()),
       started_(absl::Now()) {
@@ -293,6 +300,7 @@ absl::Status RebuildJob::ReplayInto(storage::ProjectionBatch& batch, uint64_t& c
   absl::Time last_durable = absl::Now();
   ReplayStats total;
   const int nice = tuning_.nice;
+  const bool idle = tuning_.idle_priority;
   absl::Status replayed = PipelinedReplay(
       *events_, *registry_, target_->projector(), checkpoint, target, batch_size_, policy_, batch,
       total, id_,
@@ -311,7 +319,7 @@ absl::Status RebuildJob::ReplayInto(storage::ProjectionBatch& batch, uint64_t& c
         batch_begun = absl::Now();
         return !cancel_requested();
       },
-      [nice] { LowerThreadPriority(nice); });
+      [nice, idle] { LowerThreadPriority(nice, idle); });
   RETURN_IF_ERROR(commit_error);
   if (cancel_requested()) return absl::CancelledError("cancelled on request");
   RETURN_IF_ERROR(replayed);
@@ -338,7 +346,7 @@ absl::Status RebuildJob::ReplayInto(storage::ProjectionBatch& batch, uint64_t& c
 }
 
 void RebuildJob::Run() {
-  LowerThreadPriority(tuning_.nice);
+  LowerThreadPriority(tuning_.nice, tuning_.idle_priority);
   if (mode_ == v1::BLUE_GREEN) {
     RunBlueGreen();
   } else {

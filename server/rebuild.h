@@ -52,6 +52,8 @@ inline constexpr int kMaxRebuildBatchSize = 100000;
 struct RebuildTuning {
   // Niceness of rebuild threads (0 to 19; 0 leaves them at the server's priority).
   int nice = 10;
+  // Rebuild threads run under SCHED_IDLE: only on a core no other thread wants.
+  bool idle_priority = true;
   // Events per second; 0 means no limit.
   uint64_t max_events_per_second = 0;
   // Pause between batches, up to yield_max per batch, while commands wait for the log writer.

@@ -411,12 +411,14 @@ std::vector<ThreadPriority> PrioritiesOf(const std::string& name) {
   return found;
 }
 
-TEST_F(SlowRebuildTest, RebuildThreadsRunAtTheirNicenessAndLiveThreadsDoNot) {
-  // The server's default (--rebuild_nice, 10), then a request's own.
+TEST_F(SlowRebuildTest, RebuildThreadsRunAtTheirPriorityAndLiveThreadsDoNot) {
+  // The server's defaults (--rebuild_nice, 10, under SCHED_IDLE), then a request's own
+  // niceness under the normal policy.
   for (uint32_t nice : {0u, 7u}) {
     SCOPED_TRACE(nice);
     v1::RebuildProjectionRequest request = Slow();
     request.set_nice(nice);
+    request.set_no_idle_priority(nice != 0);
     grpc::ClientContext context;
     auto reader = admin_->RebuildProjection(&context, request);
     v1::RebuildProgress progress;
@@ -429,15 +431,21 @@ TEST_F(SlowRebuildTest, RebuildThreadsRunAtTheirNicenessAndLiveThreadsDoNot) {
     for (const char* name : {"rebuild Account", "replay-read"}) {
       std::vector<ThreadPriority> threads = PrioritiesOf(name);
       ASSERT_EQ(threads.size(), 1u) << name;
-      EXPECT_EQ(threads[0].policy, SCHED_OTHER) << name;
+      EXPECT_EQ(threads[0].policy, nice == 0 ? SCHED_IDLE : SCHED_OTHER) << name;
       EXPECT_EQ(threads[0].nice, expected) << name;
     }
     std::vector<ThreadPriority> live = PrioritiesOf("proj ");
     EXPECT_GE(live.size(), 3u);
-    for (ThreadPriority thread : live) EXPECT_EQ(thread.nice, 0);
-    std::vector<ThreadPriority> writer = PrioritiesOf("fidelis-log");
-    ASSERT_EQ(writer.size(), 1u);
-    EXPECT_EQ(writer[0].nice, 0);
+    for (ThreadPriority thread : live) {
+      EXPECT_EQ(thread.nice, 0);
+      EXPECT_EQ(thread.policy, SCHED_OTHER);
+    }
+    for (const char* name : {"fidelis-log", "fidelis-ack"}) {
+      std::vector<ThreadPriority> log = PrioritiesOf(name);
+      ASSERT_EQ(log.size(), 1u) << name;
+      EXPECT_EQ(log[0].nice, 0) << name;
+      EXPECT_EQ(log[0].policy, SCHED_OTHER) << name;
+    }
 
     v1::CancelRebuildRequest cancel;
     cancel.set_rebuild_id(progress.rebuild_id());
