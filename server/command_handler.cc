@@ -226,7 +226,7 @@ absl::StatusOr<std::optional<storage::AppendResult>> CommandHandler::Deduplicate
 }
 
 // A command in flight. The caller's thread runs its first attempt; after that it lives in its
-// append's callback, on the store's completion thread. So one thread at a time uses it.
+// append's callback, on the store's writer thread. So one thread at a time uses it.
 class CommandHandler::Operation {
  public:
   Operation(CommandHandler* handler, CommandContext context)

@@ -3,8 +3,8 @@
 // the caller did not ask for (no expected_version given).
 //
 // Every command runs asynchronously: the calling thread validates, loads and decides, and hands
-// the events to the store's writer; the store's completion thread completes the command after
-// the sync (and, on a conflict, decides again and re-queues it). So no thread waits for a sync per
+// the events to the store's writer; the writer thread completes the command after the sync
+// (and, on a conflict, decides again and re-queues it). So no thread waits for a sync per
 // command. The synchronous methods wrap the asynchronous ones.
 //
 // Aggregates are loaded from an in-memory cache, or from the newest snapshot plus the events
@@ -72,7 +72,7 @@ absl::Status ValidateContext(const CommandContext& context);
 
 // Receives a command's outcome, exactly once: on the calling thread when the command ends
 // before its append (bad input, a rule broken, a duplicate), otherwise on the event store's
-// completion thread, where it must be quick and must not block.
+// writer thread, where it must be quick and must not block.
 using CommandDone = absl::AnyInvocable<void(absl::StatusOr<CommandOutcome>) &&>;
 using TransferDone = absl::AnyInvocable<void(absl::StatusOr<TransferOutcome>) &&>;
 
@@ -131,7 +131,7 @@ class CommandHandler {
   // After an append that named `account_id` failed with `conflict` (ABORTED, naming the stream
   // that conflicted and its version): keeps the cached state when the conflict is on this
   // account's stream and the cache is at that version, which is the case when the command that
-  // won committed just before (its callback ran first, in commit order) and cached the state it
+  // won committed just before (on the writer thread, in group order) and cached the state it
   // left; the retry then decides on it without reading the log. Otherwise forgets it.
   void ForgetAfterConflict(const std::string& account_id, const absl::Status& conflict);
   void MaybeSnapshot(const AccountState& state, int64_t previous_version);

@@ -231,7 +231,7 @@ grpc::ServerUnaryReactor* Serve(const Authenticator& auth, std::string_view meth
 // Commands that name the same account (a transfer names two) form a chain in request order:
 // each starts when the one before it has ended, so it is decided on the state that one left.
 // The chains run concurrently, so their appends share group commits. A command's callback may
-// run on the event log's completion thread; starting the next command of a chain from there puts
+// run on the event log's writer thread; starting the next command of a chain from there puts
 // its append ahead of the queue (EventStore::AppendAsync), and the account it loads is the one
 // just written, which the handler has cached.
 class CommandBatch {

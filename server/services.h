@@ -2,7 +2,7 @@
 // translate the result back, and convert the status once (grpc_status.h).
 //
 // AccountCommands uses the callback API: a command is decided on the gRPC thread that received
-// it, and answered from the event log's completion thread once its group is synced, so no thread
+// it, and answered from the event log's writer thread once its group is synced, so no thread
 // sleeps per command while the WAL syncs. The other services use the synchronous API; each
 // call runs on a gRPC thread and may block, for example on a projection catching up.
 //
@@ -33,7 +33,7 @@ inline constexpr int kMaxBatchCommands = 1000;
 // a request protobuf refuses (a proto3 string that is not UTF-8) is answered INVALID_ARGUMENT
 // naming the field, where gRPC's typed callback handler would answer an empty UNIMPLEMENTED.
 // Every method answers through the call's default reactor. The handler's callback may run on
-// the event log's completion thread; it only serializes the response and finishes the call.
+// the event log's writer thread; it only serializes the response and finishes the call.
 using AccountCommandsBase = v1::AccountCommands::WithRawCallbackMethod_OpenAccount<
     v1::AccountCommands::WithRawCallbackMethod_MakeDeposit<
         v1::AccountCommands::WithRawCallbackMethod_MakeWithdrawal<

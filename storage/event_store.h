@@ -85,13 +85,11 @@ class EventStore {
   //   UNAVAILABLE         the write failed; the store refuses further appends until reopened.
   //   RESOURCE_EXHAUSTED  too many appends are waiting.
   // Thread-safe; concurrent appends are group-committed. `done` runs either on the calling
-  // thread before AppendAsync returns (a request refused up front) or on the store's one
-  // completion thread, in commit order; there it holds up every later callback, so it must be
-  // quick and must not wait for another append. It may start one with AppendAsync: that append
-  // goes ahead of those other threads queued (at most one group of them, being written while
-  // the callback runs, precedes it), so a command decided again after a conflict, on the state
-  // just written, is not overtaken by commands decided earlier on older state (which would
-  // starve it).
+  // thread before AppendAsync returns (a request refused up front) or on the store's writer
+  // thread; there it holds up every later append, so it must be quick and must not wait for
+  // another append. It may start one with AppendAsync: that append goes ahead of those other
+  // threads queued, so a command decided again after a conflict, on the state just written,
+  // is not overtaken by commands decided earlier on older state (which would starve it).
   virtual void AppendAsync(AppendRequest request, AppendCallback done) = 0;
 
   // AppendAsync, waiting for the outcome. Must not be called from an AppendCallback.

@@ -77,10 +77,6 @@ absl::StatusOr<std::unique_ptr<RocksDbEventStore>> RocksDbEventStore::Open(
     NameThisThread("fidelis-log");
     raw->WriterLoop();
   });
-  store->completer_ = std::thread([raw] {
-    NameThisThread("fidelis-ack");
-    raw->CompleterLoop();
-  });
   return store;
 }
 
@@ -91,7 +87,6 @@ RocksDbEventStore::~RocksDbEventStore() {
     work_cv_.Signal();
   }
   if (writer_.joinable()) writer_.join();
-  if (completer_.joinable()) completer_.join();
 }
 
 namespace {
@@ -214,18 +209,15 @@ void RocksDbEventStore::AppendAsync(AppendRequest request, AppendCallback done) 
     return;
   }
   auto writer = std::make_unique<Writer>(std::move(request), std::move(done));
-  const bool from_callback = std::this_thread::get_id() == completer_.get_id();
+  if (std::this_thread::get_id() == writer_.get_id()) {
+    // From a callback: ahead of the queue (see EventStore::AppendAsync).
+    from_callbacks_.push_back(std::move(writer));
+    pending_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   absl::Status refused;
   {
     absl::MutexLock lock(&mu_);
-    if (from_callback) {
-      // Ahead of the queue (see EventStore::AppendAsync); taken even while stopping, as the
-      // writer waits for every callback before it stops.
-      from_callbacks_.push_back(std::move(writer));
-      pending_.fetch_add(1, std::memory_order_relaxed);
-      work_cv_.Signal();
-      return;
-    }
     if (stopping_) {
       refused = absl::UnavailableError("the event log is shutting down");
     } else if (queue_.size() >= options_.max_pending_appends) {
@@ -242,53 +234,23 @@ void RocksDbEventStore::AppendAsync(AppendRequest request, AppendCallback done) 
 }
 
 void RocksDbEventStore::WriterLoop() {
+  std::vector<std::unique_ptr<Writer>> group;
   while (true) {
-    std::vector<std::unique_ptr<Writer>> group;
+    group.swap(from_callbacks_);
     {
       absl::MutexLock lock(&mu_);
-      // At most one group is committed ahead of the callbacks, so that what the callbacks of
-      // a group start goes into the group after the next one at the latest.
-      while (completing_ > 1 ||
-             (from_callbacks_.empty() && queue_.empty() && !(stopping_ && completing_ == 0))) {
-        work_cv_.Wait(&mu_);
-      }
-      if (from_callbacks_.empty() && queue_.empty()) {
-        // Stopping, and everything is answered.
-        writer_done_ = true;
-        committed_cv_.Signal();
-        return;
-      }
-      group.swap(from_callbacks_);
+      while (group.empty() && queue_.empty() && !stopping_) work_cv_.Wait(&mu_);
+      if (group.empty() && queue_.empty()) return;  // Stopping, and everything is answered.
       while (!queue_.empty() && group.size() < options_.max_group_size) {
         group.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
     }
     CommitGroup(group);
-    absl::MutexLock lock(&mu_);
-    committed_.push_back(std::move(group));
-    ++completing_;
-    committed_cv_.Signal();
-  }
-}
-
-void RocksDbEventStore::CompleterLoop() {
-  while (true) {
-    std::deque<std::vector<std::unique_ptr<Writer>>> groups;
-    {
-      absl::MutexLock lock(&mu_);
-      while (committed_.empty() && !writer_done_) committed_cv_.Wait(&mu_);
-      if (committed_.empty()) return;
-      groups.swap(committed_);
-    }
-    // Results go out in commit order; the callbacks run without any lock held.
-    for (auto& group : groups) {
-      for (std::unique_ptr<Writer>& w : group) std::move(w->done)(std::move(w->result));
-      pending_.fetch_sub(group.size(), std::memory_order_relaxed);
-    }
-    absl::MutexLock lock(&mu_);
-    completing_ -= groups.size();
-    work_cv_.Signal();
+    // Results go out in queue order; the callbacks run without any lock held.
+    for (std::unique_ptr<Writer>& w : group) std::move(w->done)(std::move(w->result));
+    pending_.fetch_sub(group.size(), std::memory_order_relaxed);
+    group.clear();
   }
 }
 

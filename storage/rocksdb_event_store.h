@@ -4,10 +4,9 @@
 // their batches and return (AppendAsync) or wait (Append); the writer takes everything queued
 // (bounded), checks each batch's expected versions against the in-memory stream heads, assigns
 // consecutive global positions, writes everything as one rocksdb::WriteBatch with one WAL
-// sync, and then hands the group to a completion thread, which gives every batch its result
-// while the writer commits the next group. No append is acknowledged before the sync (when
-// sync is on). While the writer syncs, new batches queue for the next group, so a group grows
-// with the load.
+// sync, and then hands every batch its result. No append is acknowledged before the sync
+// (when sync is on). While the writer syncs, new batches queue for the next group, so a group
+// grows with the load.
 //
 // Thread-safety: every public method may be called from any thread. The Database must outlive
 // the store; destroying the store finishes the appends already queued. After a failed write
@@ -67,12 +66,8 @@ class RocksDbEventStore : public EventStore {
 
   RocksDbEventStore(Database* database, EventStoreOptions options);
 
-  // The writer thread: takes groups off the queue, commits them and hands them to the
-  // completion thread, until the store is destroyed and every callback has run.
+  // The writer thread: takes groups off the queue until the store is destroyed.
   void WriterLoop();
-  // The completion thread: runs the callbacks of committed groups in commit order, while the
-  // writer commits the next group.
-  void CompleterLoop();
   // Writes one group and sets every writer's result. Writer thread only.
   void CommitGroup(std::vector<std::unique_ptr<Writer>>& group);
   // Adds `writer`'s batch to `batch` if its expectations hold against `heads` (the stream
@@ -90,26 +85,16 @@ class RocksDbEventStore : public EventStore {
   rocksdb::ColumnFamilyHandle* const commands_;
 
   absl::Mutex mu_;
-  // Signalled to the writer thread when an append is queued, a committed group's callbacks
-  // have run, or the store stops.
-  absl::CondVar work_cv_;
+  absl::CondVar work_cv_;  // Signalled when a batch is queued or the store stops.
   std::deque<std::unique_ptr<Writer>> queue_ ABSL_GUARDED_BY(mu_);
-  // Appends started by callbacks, for the front of the next group.
-  std::vector<std::unique_ptr<Writer>> from_callbacks_ ABSL_GUARDED_BY(mu_);
-  // Groups the writer committed, in order, waiting for the completion thread to run their
-  // callbacks; signalled by committed_cv_.
-  std::deque<std::vector<std::unique_ptr<Writer>>> committed_ ABSL_GUARDED_BY(mu_);
-  absl::CondVar committed_cv_;
-  // Committed groups whose callbacks have not all run yet (they may still start appends); the
-  // writer does not take a group while this is above 1.
-  size_t completing_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  bool writer_done_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status write_error_ ABSL_GUARDED_BY(mu_);
 
   // Writer thread only: the cache of stream heads (version of the last event); a miss reads
   // the streams family.
   absl::flat_hash_map<std::string, int64_t> heads_;
+  // Writer thread only: appends started by callbacks, for the front of the next group.
+  std::vector<std::unique_ptr<Writer>> from_callbacks_;
 
   std::atomic<uint64_t> head_position_{0};
   // Appends queued or being written, readable without mu_.
@@ -117,9 +102,7 @@ class RocksDbEventStore : public EventStore {
   mutable absl::Mutex head_mu_;
   mutable absl::CondVar head_cv_;
 
-  // Last: started once everything above is initialised.
-  std::thread writer_;
-  std::thread completer_;  // Runs the callbacks of committed groups (CompleterLoop).
+  std::thread writer_;  // Last: started once everything above is initialised.
 };
 
 }  // namespace fidelis::storage

@@ -35,11 +35,11 @@ AppendRequest OneStream(const std::string& stream, int64_t expected, int events 
 class EventStoreTest : public ::testing::Test {
  protected:
   void SetUp() override { Open(); }
-  void Open(EventStoreOptions options = {}) {
+  void Open() {
     auto db = Database::Open(dir_.path(), DatabaseOptions{});
     ASSERT_OK(db);
     db_ = std::move(*db);
-    auto store = RocksDbEventStore::Open(db_.get(), options);
+    auto store = RocksDbEventStore::Open(db_.get());
     ASSERT_OK(store);
     store_ = std::move(*store);
   }
@@ -176,14 +176,9 @@ TEST_F(EventStoreTest, AsyncAppendsFromOneThreadAreAnsweredInOrderOnTheWriterThr
 }
 
 TEST_F(EventStoreTest, AnAppendStartedFromACallbackGoesAheadOfTheQueue) {
-  // The first append's callback holds the completion thread until 300 appends from this thread
-  // are queued, then starts one more (as a command decided again after a conflict does). The
-  // writer may commit one group of the 300 meanwhile (groups of at most 20 here); the append
-  // from the callback is written next, not after the rest of them.
-  Close();
-  EventStoreOptions options;
-  options.max_group_size = 20;
-  Open(options);
+  // The first append's callback holds the writer until 300 appends from this thread are
+  // queued, then starts one more (as a command decided again after a conflict does). It is
+  // written next, not after the 300.
   absl::Notification running, queued, all_done;
   std::atomic<uint64_t> again_position{0};
   std::atomic<int> answered{0};
@@ -206,33 +201,8 @@ TEST_F(EventStoreTest, AnAppendStartedFromACallbackGoesAheadOfTheQueue) {
   }
   queued.Notify();
   all_done.WaitForNotification();
-  EXPECT_GE(again_position.load(), 2u);
-  EXPECT_LE(again_position.load(), 2u + options.max_group_size);
+  EXPECT_EQ(again_position.load(), 2u);
   EXPECT_EQ(store_->HeadPosition(), 302u);
-}
-
-TEST_F(EventStoreTest, TheWriterCommitsTheNextGroupWhileCallbacksRun) {
-  // The first append's callback waits until the second append is in the log: the writer
-  // commits it while the completion thread is still in that callback. The second append's
-  // callback runs after the first's returned.
-  absl::Notification running, both_answered;
-  std::atomic<uint64_t> head_seen{0};
-  std::atomic<bool> first_returned{false}, second_saw_first{false};
-  store_->AppendAsync(OneStream("A-1", kExpectAny), [&](absl::StatusOr<AppendResult> first) {
-    ASSERT_OK(first);
-    running.Notify();
-    head_seen = store_->WaitForHead(1, absl::Now() + absl::Seconds(10));
-    first_returned = true;
-  });
-  running.WaitForNotification();
-  store_->AppendAsync(OneStream("B-1", kExpectAny), [&](absl::StatusOr<AppendResult> second) {
-    ASSERT_OK(second);
-    second_saw_first = first_returned.load();
-    both_answered.Notify();
-  });
-  both_answered.WaitForNotification();
-  EXPECT_EQ(head_seen.load(), 2u);
-  EXPECT_TRUE(second_saw_first.load());
 }
 
 TEST_F(EventStoreTest, AsyncAppendRefusedUpFrontIsAnsweredOnTheCallingThread) {
