@@ -58,6 +58,29 @@ class FixedClock : public Clock {
   int64_t NowMicros() const override { return 1'700'000'000'000'000; }
 };
 
+// Counts the outcomes of asynchronous commands. Thread-safe.
+class Outcomes {
+ public:
+  void Record(bool ok) {
+    absl::MutexLock lock(&mu_);
+    ++done_;
+    if (ok) ++ok_;
+    cv_.SignalAll();
+  }
+  // Waits until `n` outcomes have arrived; returns how many were OK.
+  int Wait(int n) {
+    absl::MutexLock lock(&mu_);
+    while (done_ < n) cv_.Wait(&mu_);
+    return ok_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  absl::CondVar cv_;
+  int done_ ABSL_GUARDED_BY(mu_) = 0;
+  int ok_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
 class CommandHandlerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -130,22 +153,13 @@ TEST_F(CommandHandlerTest, RetriesAfterConflictsDecideOnTheCachedStateTheWinnerL
   // All decided on the same cached state at once: every one after the first conflicts in the
   // log, and is decided again on the state the command before it committed.
   constexpr int kDeposits = 40;
-  absl::Mutex mu;
-  int done = 0, ok = 0;
+  Outcomes outcomes;
   for (int i = 0; i < kDeposits; ++i) {
-    handler->DepositAsync(DepositCommand{id, 1, "EUR", ""}, {},
-                          [&](absl::StatusOr<CommandOutcome> outcome) {
-                            absl::MutexLock lock(&mu);
-                            ++done;
-                            if (outcome.ok()) ++ok;
-                          });
+    handler->DepositAsync(
+        DepositCommand{id, 1, "EUR", ""}, {},
+        [&](absl::StatusOr<CommandOutcome> outcome) { outcomes.Record(outcome.ok()); });
   }
-  {
-    absl::MutexLock lock(&mu);
-    mu.Await(absl::Condition(
-        +[](int* n) { return *n == kDeposits; }, &done));
-  }
-  EXPECT_EQ(ok, kDeposits);
+  EXPECT_EQ(outcomes.Wait(kDeposits), kDeposits);
   EXPECT_EQ(*store_->StreamVersion(AccountStream(id)), 1 + 3 + kDeposits);
   auto state = handler->Load(id);
   ASSERT_OK(state);
@@ -162,22 +176,13 @@ TEST_F(CommandHandlerTest, ATransferRetriedAfterAConflictKeepsTheCachedStateOfTh
     to.push_back(OpenWithDeposits(*handler, "D" + std::to_string(i), 0));
   counting_->events_read_of.clear();
   // All decided on the same cached source: every one after the first conflicts on it.
-  absl::Mutex mu;
-  int done = 0, ok = 0;
+  Outcomes outcomes;
   for (int i = 0; i < kTransfers; ++i) {
-    handler->TransferAsync(TransferCommand{"", from, to[i], 1, "EUR", ""}, {}, std::nullopt,
-                           std::nullopt, [&](absl::StatusOr<TransferOutcome> outcome) {
-                             absl::MutexLock lock(&mu);
-                             ++done;
-                             if (outcome.ok()) ++ok;
-                           });
+    handler->TransferAsync(
+        TransferCommand{"", from, to[i], 1, "EUR", ""}, {}, std::nullopt, std::nullopt,
+        [&](absl::StatusOr<TransferOutcome> outcome) { outcomes.Record(outcome.ok()); });
   }
-  {
-    absl::MutexLock lock(&mu);
-    mu.Await(absl::Condition(
-        +[](int* n) { return *n == kTransfers; }, &done));
-  }
-  EXPECT_EQ(ok, kTransfers);
+  EXPECT_EQ(outcomes.Wait(kTransfers), kTransfers);
   auto state = handler->Load(from);
   ASSERT_OK(state);
   EXPECT_EQ(state->balance, 25 - kTransfers);
