@@ -55,9 +55,12 @@ class RowStore {
     return static_cast<T*>(*row);
   }
 
-  // A hint that a row under `key` is about to be asked for, so a store that caches rows can
-  // start loading it into the CPU cache. Never needed for correctness.
+  // Hints that the row under `key` is about to be asked for, so a store that caches rows can
+  // start loading it into the CPU cache, in two steps: Prefetch() some events ahead loads where
+  // the row is found, and PrefetchRow() for the same key a few events later, which reads what
+  // the first loaded, loads the row itself. Never needed for correctness.
   virtual void Prefetch(std::string_view key) {}
+  virtual void PrefetchRow(std::string_view key) {}
 };
 
 class Projector {

@@ -270,7 +270,8 @@ absl::Status PipelinedReplay(const storage::EventStore& store, const EventRegist
                              RowStore& rows, ReplayStats& stats, const std::string& label,
                              const AfterBatch& after_batch,
                              const std::function<void()>& reader_thread_init) {
-  constexpr size_t kPrefetchDistance = 8;
+  constexpr size_t kSlotPrefetchDistance = 16;
+  constexpr size_t kRowPrefetchDistance = 8;
   ChunkQueue queue(/*capacity=*/3);
   std::thread producer([&] {
     storage::NameThisThread("replay-read");
@@ -284,14 +285,17 @@ absl::Status PipelinedReplay(const storage::EventStore& store, const EventRegist
     std::unique_ptr<Chunk> chunk = queue.Pop();
     ReplayStats batch;
     for (size_t i = 0; i < chunk->size && result.ok(); ++i) {
-      // The row cache outgrows the CPU cache; start loading a row a few events ahead.
-      if (i + kPrefetchDistance < chunk->size) {
-        const Chunk::Item& ahead = chunk->items[i + kPrefetchDistance];
-        if (ahead.consumed) {
-          std::string_view key = projector.RowKeyHint(ahead.event.stream_id);
-          if (!key.empty()) rows.Prefetch(key);
-        }
-      }
+      // The row cache outgrows the CPU cache; start loading where a row is some events ahead,
+      // and the row itself a few events ahead.
+      auto hint = [&](size_t distance, void (RowStore::*prefetch)(std::string_view)) {
+        if (i + distance >= chunk->size) return;
+        const Chunk::Item& ahead = chunk->items[i + distance];
+        if (!ahead.consumed) return;
+        std::string_view key = projector.RowKeyHint(ahead.event.stream_id);
+        if (!key.empty()) (rows.*prefetch)(key);
+      };
+      hint(kSlotPrefetchDistance, &RowStore::Prefetch);
+      hint(kRowPrefetchDistance, &RowStore::PrefetchRow);
       Chunk::Item& item = chunk->items[i];
       if (!item.consumed) {
         ++batch.events_processed;

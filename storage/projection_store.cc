@@ -215,8 +215,8 @@ absl::Status ProjectionStore::SetState(std::string_view state) {
 
 absl::StatusOr<google::protobuf::Message*> ProjectionBatch::Row(
     std::string_view key, const google::protobuf::Message& prototype, bool* found) {
-  auto it = rows_.find(ToAbsl(key));
-  if (it != rows_.end()) {
+  RowIndex::Slot* slot = rows_.Find(key);
+  if (slot != nullptr) {
     *found = true;
   } else {
     google::protobuf::Message* fresh = prototype.New(arena_.get());
@@ -231,13 +231,13 @@ absl::StatusOr<google::protobuf::Message*> ProjectionBatch::Row(
     }
     char* copy = google::protobuf::Arena::CreateArray<char>(arena_.get(), key.size());
     std::memcpy(copy, key.data(), key.size());
-    it = rows_.emplace(absl::string_view(copy, key.size()), Entry{fresh, false}).first;
+    slot = rows_.Insert(std::string_view(copy, key.size()), fresh);
   }
-  if (!it->second.dirty) {
-    it->second.dirty = true;
-    dirty_.push_back(it->first);
+  if (!slot->dirty) {
+    slot->dirty = true;
+    dirty_.push_back(std::string_view(slot->key_data, slot->key_size));
   }
-  return it->second.row;
+  return slot->row;
 }
 
 absl::Status ProjectionBatch::Write(uint64_t checkpoint, std::optional<std::string_view> state) {
@@ -247,7 +247,7 @@ absl::Status ProjectionBatch::Write(uint64_t checkpoint, std::optional<std::stri
     Discard();
     return status;
   }
-  for (absl::string_view key : dirty_) rows_.find(key)->second.dirty = false;
+  for (std::string_view key : dirty_) rows_.Find(key)->dirty = false;
   dirty_.clear();
   if (rows_.size() > options_.max_cached_rows) {
     Clear();
@@ -257,7 +257,7 @@ absl::Status ProjectionBatch::Write(uint64_t checkpoint, std::optional<std::stri
 }
 
 void ProjectionBatch::Clear() {
-  rows_.clear();
+  rows_.Clear();
   dirty_.clear();
   google::protobuf::ArenaOptions arena_options;
   arena_options.start_block_size = 64 << 10;
@@ -269,8 +269,8 @@ absl::Status ProjectionBatch::WriteBatched(uint64_t checkpoint,
                                            std::optional<std::string_view> state) {
   rocksdb::WriteBatch batch;
   std::string value;
-  for (absl::string_view key : dirty_) {
-    rows_.find(key)->second.row->SerializeToString(&value);
+  for (std::string_view key : dirty_) {
+    rows_.Find(key)->row->SerializeToString(&value);
     batch.Put(store_->family_, RowKey(std::string_view(key.data(), key.size())), value);
   }
   std::string position;
@@ -306,8 +306,8 @@ absl::Status ProjectionBatch::Ingest(uint64_t checkpoint, std::optional<std::str
   }
   std::sort(dirty_.begin(), dirty_.end());
   std::string key, value;
-  for (absl::string_view row_key : dirty_) {
-    rows_.find(row_key)->second.row->SerializeToString(&value);
+  for (std::string_view row_key : dirty_) {
+    rows_.Find(row_key)->row->SerializeToString(&value);
     key.assign(1, kRowPrefix);
     key.append(row_key.data(), row_key.size());
     RETURN_IF_ERROR(FromRocks(writer.Put(key, value), what));

@@ -20,7 +20,6 @@
 #include <string_view>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -29,6 +28,7 @@
 #include "fidelis/v1/events.pb.h"
 #include "google/protobuf/arena.h"
 #include "storage/database.h"
+#include "storage/row_index.h"
 
 namespace fidelis::storage {
 
@@ -155,7 +155,10 @@ class ProjectionBatch : public RowStore {
   absl::StatusOr<google::protobuf::Message*> Row(std::string_view key,
                                                  const google::protobuf::Message& prototype,
                                                  bool* found) override;
-  void Prefetch(std::string_view key) override { rows_.prefetch(ToAbsl(key)); }
+  void Prefetch(std::string_view key) override { rows_.Prefetch(key); }
+  // Loads the first lines of a cached row's message: the sub-messages its first Apply created
+  // were allocated right after it on arena_, so they are usually among them.
+  void PrefetchRow(std::string_view key) override { rows_.PrefetchRow(key, /*lines=*/4); }
 
   // Writes every row changed since the last commit and `checkpoint` atomically: through the
   // WAL, not synced (a process crash loses nothing, a power cut loses a suffix that is replayed
@@ -174,15 +177,6 @@ class ProjectionBatch : public RowStore {
   size_t dirty() const { return dirty_.size(); }
 
  private:
-  struct Entry {
-    google::protobuf::Message* row;  // Owned by arena_.
-    bool dirty = false;
-  };
-  // Keys point into arena_, so the cache is freed in a few large blocks rather than row by row
-  // (which, for a rebuild's hundreds of thousands of rows, holds allocator locks long enough
-  // to be felt by other threads).
-  using Rows = absl::flat_hash_map<absl::string_view, Entry>;
-
   absl::Status Write(uint64_t checkpoint, std::optional<std::string_view> state);
   absl::Status WriteBatched(uint64_t checkpoint, std::optional<std::string_view> state);
   absl::Status Ingest(uint64_t checkpoint, std::optional<std::string_view> state);
@@ -194,9 +188,12 @@ class ProjectionBatch : public RowStore {
   // True while every row of the store is in rows_ (see starts_empty).
   bool complete_;
   std::unique_ptr<google::protobuf::Arena> arena_;
-  Rows rows_;
-  std::vector<absl::string_view> dirty_;  // Keys of dirty rows.
-  bool flushed_ = false;                  // The family's memtable was flushed before ingesting.
+  // Keys and rows live on arena_, so the cache is freed in a few large blocks rather than row
+  // by row (which, for a rebuild's hundreds of thousands of rows, holds allocator locks long
+  // enough to be felt by other threads).
+  RowIndex rows_;
+  std::vector<std::string_view> dirty_;  // Keys of dirty rows, on arena_.
+  bool flushed_ = false;                 // The family's memtable was flushed before ingesting.
 };
 
 }  // namespace fidelis::storage

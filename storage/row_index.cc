@@ -1,0 +1,48 @@
+#include "storage/row_index.h"
+
+#include <utility>
+
+#include "absl/hash/hash.h"
+#include "absl/strings/string_view.h"
+
+namespace fidelis::storage {
+
+uint64_t RowIndex::Hash(std::string_view key) {
+  return absl::Hash<absl::string_view>()(absl::string_view(key.data(), key.size()));
+}
+
+RowIndex::Slot* RowIndex::Insert(std::string_view key, google::protobuf::Message* row) {
+  constexpr size_t kMinCapacity = 16;
+  if (2 * (size_ + 1) > capacity_) Rehash(capacity_ == 0 ? kMinCapacity : 2 * capacity_);
+  const uint64_t hash = Hash(key);
+  const size_t mask = capacity_ - 1;
+  size_t i = hash & mask;
+  while (slots_[i].row != nullptr) i = (i + 1) & mask;
+  Slot& slot = slots_[i];
+  slot.hash = hash;
+  slot.row = row;
+  slot.key_data = key.data();
+  slot.key_size = static_cast<uint32_t>(key.size());
+  slot.dirty = false;
+  if (key.size() <= Slot::kInlineKey) std::memcpy(slot.inline_key, key.data(), key.size());
+  ++size_;
+  return &slot;
+}
+
+void RowIndex::Rehash(size_t capacity) {
+  std::unique_ptr<Slot[]> old = std::move(slots_);
+  const size_t old_capacity = capacity_;
+  // Value-initialized: every row pointer starts null, so every slot starts empty.
+  slots_ = std::make_unique<Slot[]>(capacity);
+  capacity_ = capacity;
+  const size_t mask = capacity - 1;
+  for (size_t j = 0; j < old_capacity; ++j) {
+    const Slot& from = old[j];
+    if (from.row == nullptr) continue;
+    size_t i = from.hash & mask;
+    while (slots_[i].row != nullptr) i = (i + 1) & mask;
+    slots_[i] = from;
+  }
+}
+
+}  // namespace fidelis::storage
