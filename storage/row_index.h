@@ -1,11 +1,11 @@
 // RowIndex: a ProjectionBatch's cached rows, found by key.
 //
-// An open-addressing hash table with linear probing, at most half full, whose every slot is one
-// 64-byte cache line holding the key's hash, the row, and the key itself when it is short
-// (account ids are 32 bytes). A rebuild looks up one row per event in an index that outgrows the
-// CPU cache, so each lookup would miss it twice (the slot, then the row). This layout lets a
+// An open-addressing hash table with linear probing, a little over half full at most, whose every
+// slot is one 64-byte cache line holding the key's hash, the row, and the key itself when it is
+// short (account ids are 32 bytes). A rebuild looks up one row per event in an index that outgrows
+// the CPU cache, so each lookup would miss it twice (the slot, then the row). This layout lets a
 // replay load both ahead of time: Prefetch() some events ahead loads the line where the key
-// will be found (its home slot and the next; at half load most keys sit in one of them), and
+// will be found (its home slot and the next; at this load most keys sit in one of them), and
 // PrefetchRow() a few events later finds the key in lines already loaded and loads the row.
 // absl::flat_hash_set cannot do the first step: it prefetches only the first slot of a probe
 // group, and keys sit anywhere in the group.
