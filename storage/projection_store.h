@@ -22,7 +22,6 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/string_view.h"
 #include "domain/projector.h"
 #include "domain/strings.h"
 #include "fidelis/v1/events.pb.h"
