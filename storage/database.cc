@@ -45,9 +45,7 @@ rocksdb::ColumnFamilyOptions FamilyOptions(const DatabaseOptions& options,
                                            std::string_view name) {
   rocksdb::ColumnFamilyOptions cf;
   if (name == kStreamsFamily) {
-    static const auto* stream_of_key =
-        new std::shared_ptr<const rocksdb::SliceTransform>(std::make_shared<StreamOfKey>());
-    cf.memtable_insert_with_hint_prefix_extractor = *stream_of_key;
+    cf.memtable_insert_with_hint_prefix_extractor = std::make_shared<StreamOfKey>();
   }
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = cache;
