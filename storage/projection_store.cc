@@ -6,6 +6,7 @@
 #include "domain/status_macros.h"
 #include "domain/strings.h"
 #include "rocksdb/sst_file_writer.h"
+#include "storage/huge_pages.h"
 #include "storage/key_format.h"
 
 namespace fidelis::storage {
@@ -261,7 +262,9 @@ void ProjectionBatch::Clear() {
   dirty_.clear();
   google::protobuf::ArenaOptions arena_options;
   arena_options.start_block_size = 64 << 10;
-  arena_options.max_block_size = 1 << 20;
+  arena_options.max_block_size = 2 << 20;
+  arena_options.block_alloc = &AllocateLarge;
+  arena_options.block_dealloc = &FreeLarge;
   arena_ = std::make_unique<google::protobuf::Arena>(arena_options);
 }
 

@@ -1,14 +1,27 @@
 #include "storage/row_index.h"
 
+#include <new>
 #include <utility>
 
 #include "absl/hash/hash.h"
 #include "absl/strings/string_view.h"
+#include "storage/huge_pages.h"
 
 namespace fidelis::storage {
 
 uint64_t RowIndex::Hash(std::string_view key) {
   return absl::Hash<absl::string_view>()(absl::string_view(key.data(), key.size()));
+}
+
+void RowIndex::FreeSlots::operator()(Slot* slots) const {
+  FreeLarge(slots, capacity * sizeof(Slot));
+}
+
+RowIndex::Slots RowIndex::NewSlots(size_t capacity) {
+  // The table is read at random, one line per key: in huge pages when it is large.
+  Slot* slots = static_cast<Slot*>(AllocateLarge(capacity * sizeof(Slot)));
+  for (size_t i = 0; i < capacity; ++i) new (&slots[i]) Slot();
+  return Slots(slots, FreeSlots{capacity});
 }
 
 RowIndex::Slot* RowIndex::Insert(std::string_view key, google::protobuf::Message* row) {
@@ -33,10 +46,10 @@ RowIndex::Slot* RowIndex::Insert(std::string_view key, google::protobuf::Message
 }
 
 void RowIndex::Rehash(size_t capacity) {
-  std::unique_ptr<Slot[]> old = std::move(slots_);
+  Slots old = std::move(slots_);
   const size_t old_capacity = capacity_;
   // Value-initialized: every row pointer starts null, so every slot starts empty.
-  slots_ = std::make_unique<Slot[]>(capacity);
+  slots_ = NewSlots(capacity);
   capacity_ = capacity;
   const size_t mask = capacity - 1;
   for (size_t j = 0; j < old_capacity; ++j) {

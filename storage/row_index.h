@@ -94,7 +94,14 @@ class RowIndex {
   // Moves every slot into a table of `capacity` (a power of two) slots.
   void Rehash(size_t capacity);
 
-  std::unique_ptr<Slot[]> slots_;
+  struct FreeSlots {
+    size_t capacity;
+    void operator()(Slot* slots) const;
+  };
+  using Slots = std::unique_ptr<Slot[], FreeSlots>;
+  static Slots NewSlots(size_t capacity);
+
+  Slots slots_{nullptr, FreeSlots{0}};
   size_t capacity_ = 0;  // Zero or a power of two.
   size_t size_ = 0;
 };
