@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <new>
 
@@ -18,13 +19,32 @@ void* AllocateLarge(size_t bytes) {
     if (memory == nullptr) throw std::bad_alloc();
     return memory;
   }
-  void* memory = std::aligned_alloc(kHugePage, Rounded(bytes));
-  if (memory == nullptr) throw std::bad_alloc();
-  // Advice only: where the kernel has no huge pages (or THP is off) this is plain memory.
-  madvise(memory, Rounded(bytes), MADV_HUGEPAGE);
+  // A mapping of its own, returned to the kernel by FreeLarge(): were it heap memory, the huge
+  // page advice would outlive it there, and the allocator's later small, scattered uses of the
+  // range would each take a whole 2 MiB page.
+  const size_t size = Rounded(bytes);
+  void* mapped =
+      mmap(nullptr, size + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mapped == MAP_FAILED) throw std::bad_alloc();
+  // Keeps the 2 MiB-aligned part of a mapping one huge page too large.
+  const auto begin = reinterpret_cast<uintptr_t>(mapped);
+  const uintptr_t aligned = (begin + kHugePage - 1) / kHugePage * kHugePage;
+  if (aligned > begin) munmap(mapped, aligned - begin);
+  const uintptr_t end = begin + size + kHugePage;
+  if (end > aligned + size) munmap(reinterpret_cast<void*>(aligned + size), end - aligned - size);
+  void* memory = reinterpret_cast<void*>(aligned);
+  // Advice only: where THP is off this is plain memory.
+  madvise(memory, size, MADV_HUGEPAGE);
   return memory;
 }
 
-void FreeLarge(void* memory, size_t /*bytes*/) { std::free(memory); }
+void FreeLarge(void* memory, size_t bytes) {
+  if (memory == nullptr) return;
+  if (bytes < kHugePage) {
+    std::free(memory);
+  } else {
+    munmap(memory, Rounded(bytes));
+  }
+}
 
 }  // namespace fidelis::storage

@@ -12,7 +12,8 @@ namespace fidelis::storage {
 // `bytes` of memory aligned to 64 bytes; at 2 MiB and above, in whole huge pages when the
 // kernel allows it. Never null (throws std::bad_alloc like operator new).
 void* AllocateLarge(size_t bytes);
-// Frees memory from AllocateLarge(bytes) with the same `bytes`.
+// Frees memory from AllocateLarge(bytes) with the same `bytes`; at 2 MiB and above it goes back
+// to the kernel at once.
 void FreeLarge(void* memory, size_t bytes);
 
 }  // namespace fidelis::storage

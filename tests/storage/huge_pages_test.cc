@@ -32,6 +32,20 @@ int ThpEligible(const void* address) {
   return -1;
 }
 
+// Whether any mapping of this process holds `address`.
+bool Mapped(const void* address) {
+  const auto at = reinterpret_cast<uintptr_t>(address);
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    uintptr_t begin = 0, end = 0;
+    char dash = 0;
+    std::istringstream header(line);
+    if (header >> std::hex >> begin >> dash >> end && begin <= at && at < end) return true;
+  }
+  return false;
+}
+
 // The system's transparent-huge-page mode ("always", "madvise", "never"), or empty.
 std::string ThpMode() {
   std::ifstream file("/sys/kernel/mm/transparent_hugepage/enabled");
@@ -61,6 +75,22 @@ TEST(HugePagesTest, LargeAllocationsStartOnAHugePageAndAreWhollyUsable) {
     ASSERT_EQ(memory[i], static_cast<unsigned char>(i * 7)) << i;
   }
   FreeLarge(memory, bytes);
+}
+
+TEST(HugePagesTest, LargeAllocationsGoBackToTheKernelWhenFreed) {
+  // Kept by the heap instead, the huge-page advice would outlive the block and make the heap's
+  // later small uses of the range take whole 2 MiB pages.
+  const size_t bytes = 3 * kHugePage;
+  // glibc's malloc keeps blocks of a size it has seen freed (its mmap threshold adapts), so a
+  // heap-backed implementation fails here even when this test runs alone.
+  FreeLarge(AllocateLarge(4 * kHugePage), 4 * kHugePage);
+  auto* memory = static_cast<char*>(AllocateLarge(bytes));
+  memory[0] = memory[bytes - 1] = 1;
+  ASSERT_TRUE(Mapped(memory));
+  ASSERT_TRUE(Mapped(memory + bytes - 1));
+  FreeLarge(memory, bytes);
+  EXPECT_FALSE(Mapped(memory));
+  EXPECT_FALSE(Mapped(memory + bytes - 1));
 }
 
 TEST(HugePagesTest, LargeAllocationsAreMarkedForTransparentHugePages) {
