@@ -26,6 +26,7 @@
 #include "absl/synchronization/mutex.h"
 #include "rocksdb/cache.h"
 #include "rocksdb/db.h"
+#include "rocksdb/perf_level.h"
 
 namespace fidelis::storage {
 
@@ -89,5 +90,22 @@ class Database {
 // Corruption -> DATA_LOSS, NotFound -> NOT_FOUND, others -> INTERNAL. `what` prefixes the
 // message.
 absl::Status FromRocks(const rocksdb::Status& status, std::string_view what);
+
+// Turns RocksDB's per-thread perf counters off on the calling thread for its lifetime, then
+// restores the previous level. RocksDB counts into them on every key an iterator steps over
+// unless told not to; Fidelis never reads them, and on a 10M-event rebuild they cost the
+// reading thread about 3% of its time. Stack-only, on one thread.
+class PerfCountersOff {
+ public:
+  PerfCountersOff() : saved_(rocksdb::GetPerfLevel()) {
+    rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
+  }
+  ~PerfCountersOff() { rocksdb::SetPerfLevel(saved_); }
+  PerfCountersOff(const PerfCountersOff&) = delete;
+  PerfCountersOff& operator=(const PerfCountersOff&) = delete;
+
+ private:
+  const rocksdb::PerfLevel saved_;
+};
 
 }  // namespace fidelis::storage

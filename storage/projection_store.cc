@@ -143,6 +143,7 @@ absl::Status ProjectionStore::Compare(
     const std::function<void(std::string_view, std::optional<std::string_view>,
                              std::optional<std::string_view>)>& visit,
     uint64_t* a_rows, uint64_t* b_rows) {
+  PerfCountersOff no_perf_counters;
   const std::string upper(1, kRowPrefix + 1);
   rocksdb::Slice upper_slice(upper);
   rocksdb::ReadOptions read_options;

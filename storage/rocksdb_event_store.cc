@@ -395,6 +395,7 @@ absl::StatusOr<std::vector<v1::StoredEvent>> RocksDbEventStore::ReadStream(
 absl::Status RocksDbEventStore::Scan(
     uint64_t from_position, size_t max_count,
     const std::function<bool(const v1::StoredEvent&)>& visit) const {
+  PerfCountersOff no_perf_counters;
   rocksdb::ReadOptions read_options;
   read_options.readahead_size = 2 << 20;
   std::unique_ptr<rocksdb::Iterator> it(database_->db()->NewIterator(read_options, events_));
@@ -416,6 +417,7 @@ absl::Status RocksDbEventStore::Scan(
 absl::Status RocksDbEventStore::ScanRaw(
     uint64_t from_position, size_t max_count,
     const std::function<bool(uint64_t, std::string_view)>& visit) const {
+  PerfCountersOff no_perf_counters;
   rocksdb::ReadOptions read_options;
   read_options.readahead_size = 2 << 20;
   read_options.fill_cache = false;

@@ -1,5 +1,7 @@
 #include "storage/database.h"
 
+#include <thread>
+
 #include "gtest/gtest.h"
 #include "rocksdb/slice_transform.h"
 #include "storage/key_format.h"
@@ -31,6 +33,19 @@ TEST(DatabaseTest, StreamIndexKeysShareAnInsertHintPerStream) {
   EXPECT_EQ(db->GetOptions((*database)->Family(kCommandsFamily))
                 .memtable_insert_with_hint_prefix_extractor,
             nullptr);
+}
+
+TEST(DatabaseTest, PerfCountersOffLastsForItsScopeOnItsThreadOnly) {
+  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableTimeExceptForMutex);
+  {
+    PerfCountersOff off;
+    EXPECT_EQ(rocksdb::GetPerfLevel(), rocksdb::PerfLevel::kDisable);
+    rocksdb::PerfLevel other = rocksdb::PerfLevel::kUninitialized;
+    std::thread([&] { other = rocksdb::GetPerfLevel(); }).join();
+    EXPECT_EQ(other, rocksdb::PerfLevel::kEnableCount);  // RocksDB's default, untouched.
+  }
+  EXPECT_EQ(rocksdb::GetPerfLevel(), rocksdb::PerfLevel::kEnableTimeExceptForMutex);
+  rocksdb::SetPerfLevel(rocksdb::PerfLevel::kEnableCount);
 }
 
 }  // namespace
