@@ -1,5 +1,8 @@
 #include "storage/event_record.h"
 
+#include <cstdint>
+#include <cstring>
+
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/wire_format_lite.h"
 
@@ -73,10 +76,25 @@ class Reader {
   const uint8_t* const end_;
 };
 
-// proto3 string fields must hold UTF-8; the message parser refuses them otherwise.
+// Whether every byte of `text` is below 0x80, eight bytes at a time.
+bool Ascii(std::string_view text) {
+  uint64_t seen = 0;
+  size_t i = 0;
+  for (; i + 8 <= text.size(); i += 8) {
+    uint64_t word;
+    std::memcpy(&word, text.data() + i, 8);
+    seen |= word;
+  }
+  for (; i < text.size(); ++i) seen |= static_cast<uint8_t>(text[i]);
+  return (seen & 0x8080808080808080ull) == 0;
+}
+
+// proto3 string fields must hold UTF-8; the message parser refuses them otherwise. Stream ids,
+// types and metadata are nearly always ASCII, which is UTF-8 and is checked here without a
+// call into protobuf (that call was 5% of a rebuild's reading thread).
 bool ValidUtf8(std::string_view text) {
-  return WireFormatLite::VerifyUtf8String(text.data(), static_cast<int>(text.size()),
-                                          WireFormatLite::PARSE, "");
+  return Ascii(text) || WireFormatLite::VerifyUtf8String(text.data(), static_cast<int>(text.size()),
+                                                         WireFormatLite::PARSE, "");
 }
 
 inline bool IsVarint(uint32_t tag) {

@@ -128,6 +128,25 @@ TEST(EventRecordTest, RefusesWhatTheMessageParserRefuses) {
   EXPECT_FALSE(ParseEventRecord("\x0b", &record));                      // A group start.
 }
 
+TEST(EventRecordTest, ChecksUtf8InEveryPartOfAString) {
+  // ASCII is checked eight bytes at a time, then byte by byte: a bad byte must be found in
+  // either part, and valid multi-byte text must still pass.
+  const std::string ascii = "Account-0123456789abcdef";  // 24 bytes.
+  for (size_t at = 0; at <= ascii.size(); ++at) {
+    for (const char* insert : {"\xff", "\xc3(", "\xc3\xa9", "\xe2\x82\xac"}) {
+      v1::StoredEvent event = SampleEvent();
+      event.set_stream_id(ascii.substr(0, at) + insert + ascii.substr(at));
+      event.mutable_metadata()->set_correlation_id(ascii.substr(at) + insert);
+      std::string bytes;
+      ASSERT_TRUE(event.SerializePartialToString(&bytes));
+      EventRecord record;
+      const bool valid = insert[0] == '\xc3' ? insert[1] == '\xa9' : insert[0] == '\xe2';
+      EXPECT_EQ(ParseEventRecord(bytes, &record), valid) << at << " " << insert;
+      ExpectSameAsMessageParser(bytes);
+    }
+  }
+}
+
 TEST(EventRecordTest, AgreesWithTheMessageParserOnEveryTruncation) {
   const std::string bytes = SampleEvent().SerializeAsString();
   for (size_t size = 0; size <= bytes.size(); ++size) {
