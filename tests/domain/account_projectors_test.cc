@@ -62,6 +62,38 @@ TEST_F(AccountProjectorsTest, SummaryFollowsBalanceCountAndStatus) {
   EXPECT_EQ(row->status(), v1::ACCOUNT_STATUS_CLOSED);
 }
 
+TEST_F(AccountProjectorsTest, SummaryTimesKeepMicroseconds) {
+  AccountSummaryProjector projector;
+  v1::AccountOpened opened;
+  opened.set_account_id(kId);
+  opened.mutable_opening_deposit()->set_minor_units(1);
+  Feed(projector, kAccountOpened, opened, -1);  // One microsecond before the epoch.
+  const auto* row = rows_.Get<v1::AccountSummary>(kId);
+  ASSERT_NE(row, nullptr);
+  EXPECT_EQ(row->last_transaction_time().seconds(), -1);
+  EXPECT_EQ(row->last_transaction_time().nanos(), 999'999'000);
+  v1::DepositMade deposit;
+  deposit.mutable_amount()->set_minor_units(1);
+  Feed(projector, kDepositMade, deposit, 1'500'000);
+  EXPECT_EQ(row->last_transaction_time().seconds(), 1);
+  EXPECT_EQ(row->last_transaction_time().nanos(), 500'000'000);
+}
+
+TEST_F(AccountProjectorsTest, ReportTimesStayNormalizedBeforeTheEpoch) {
+  AccountReportProjector projector(1);
+  v1::AccountOpened opened;
+  opened.set_account_id(kId);
+  Feed(projector, kAccountOpened, opened, 2'000'007);
+  v1::AccountClosed closed;
+  Feed(projector, kAccountClosed, closed, -2'000'001);
+  const auto* row = rows_.Get<v1::AccountReport>(kId);
+  ASSERT_NE(row, nullptr);
+  EXPECT_EQ(row->opened_at().seconds(), 2);
+  EXPECT_EQ(row->opened_at().nanos(), 7'000);
+  EXPECT_EQ(row->closed_at().seconds(), -3);
+  EXPECT_EQ(row->closed_at().nanos(), 999'999'000);
+}
+
 TEST_F(AccountProjectorsTest, ReportTotalsDepositsAndWithdrawalsSeparately) {
   AccountReportProjector projector(1);
   FeedHistory(projector);
