@@ -1,6 +1,7 @@
 #include "storage/row_index.h"
 
 #include <new>
+#include <type_traits>
 #include <utility>
 
 #include "absl/hash/hash.h"
@@ -14,6 +15,7 @@ uint64_t RowIndex::Hash(std::string_view key) {
 }
 
 void RowIndex::FreeSlots::operator()(Slot* slots) const {
+  static_assert(std::is_trivially_destructible_v<Slot>, "freeing the memory ends the slots");
   FreeLarge(slots, capacity * sizeof(Slot));
 }
 
