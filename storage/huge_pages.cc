@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <new>
@@ -15,7 +16,8 @@ size_t Rounded(size_t bytes) { return (bytes + kHugePage - 1) / kHugePage * kHug
 
 void* AllocateLarge(size_t bytes) {
   if (bytes < kHugePage) {
-    void* memory = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    // aligned_alloc may return null for zero bytes; a zero-byte request gets one line.
+    void* memory = std::aligned_alloc(64, std::max<size_t>(64, (bytes + 63) / 64 * 64));
     if (memory == nullptr) throw std::bad_alloc();
     return memory;
   }

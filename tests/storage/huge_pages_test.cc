@@ -66,6 +66,13 @@ TEST(HugePagesTest, SmallAllocationsAreCacheLineAlignedAndUsable) {
   }
 }
 
+TEST(HugePagesTest, ZeroBytesIsAnAllocationLikeAnyOther) {
+  void* memory = AllocateLarge(0);
+  EXPECT_NE(memory, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(memory) % 64, 0u);
+  FreeLarge(memory, 0);
+}
+
 TEST(HugePagesTest, LargeAllocationsStartOnAHugePageAndAreWhollyUsable) {
   const size_t bytes = 5 * kHugePage + 123;
   auto* memory = static_cast<unsigned char*>(AllocateLarge(bytes));
