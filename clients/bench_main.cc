@@ -21,7 +21,9 @@
 //     round's ratios are against the better of the baselines on either side of it; the pooled
 //     ratios put every latency of the K rebuilds against every latency of the K + 1 baselines.
 //
-// Prints a table, and with --json one JSON object per measurement.
+// Prints a table, and with --json one JSON object per measurement. With --trace FILE, also writes
+// one line per successful call to FILE: its intended send time (Unix seconds), its latency (us)
+// and the measurement's name, to line latencies up with the server's log.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -43,6 +45,9 @@ namespace fidelis::clients {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// The --trace file, or null; set once before the first measurement.
+FILE* trace_file = nullptr;
 
 struct Measurement {
   std::string name;
@@ -103,6 +108,8 @@ Measurement Drive(const std::string& name, int concurrency, double rate, double 
   std::condition_variable cv;
   int in_flight = 0;
   const auto start = Clock::now();
+  const double wall_start =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   const auto end =
       start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   auto launch = [&](Clock::time_point intended) {
@@ -114,6 +121,11 @@ Measurement Drive(const std::string& name, int concurrency, double rate, double 
         if (ok) {
           ++m.ok;
           m.latencies_us.push_back(us);
+          if (trace_file != nullptr) {
+            std::fprintf(trace_file, "%.6f %.0f %s\n",
+                         wall_start + std::chrono::duration<double>(intended - start).count(), us,
+                         name.c_str());
+          }
         } else {
           ++m.failed;
         }
@@ -287,6 +299,9 @@ int Main(int argc, char** argv) {
   bool json = false;
   app.add_option("--server", server, "Server address")->capture_default_str();
   app.add_flag("--json", json, "Print JSON lines instead of a table");
+  std::string trace;
+  app.add_option("--trace", trace,
+                 "Write each call's send time (Unix seconds), latency (us) and measurement here");
   int accounts = 1000, concurrency = 64;
   double seconds = 10, rate = 0;
   CLI::App* commands = app.add_subcommand("commands", "Command throughput and latency vs Ping");
@@ -326,6 +341,13 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(1, 20))
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (!trace.empty()) {
+    trace_file = std::fopen(trace.c_str(), "w");
+    if (trace_file == nullptr) {
+      std::fprintf(stderr, "cannot write the trace file %s\n", trace.c_str());
+      return 2;
+    }
+  }
 
   auto channel = Connect(server);
   v1::AccountCommands::Stub stub(channel);
@@ -509,9 +531,12 @@ int Main(int argc, char** argv) {
                  std::min(idle[round].Percentile(99), idle[round + 1].Percentile(99)));
       std::printf(
           "round %d: blue-green rebuild of %s under load: %llu events in %.2f s = %.0f events/s;"
-          " during / better adjacent baseline: throughput %.3f, p99 latency %.3f\n",
+          " during / better adjacent baseline: throughput %.3f, p99 latency %.3f (%.0f us against"
+          " %.0f us)\n",
           round + 1, projection.c_str(), static_cast<unsigned long long>(loaded[round].events),
-          loaded[round].seconds, loaded[round].events / loaded[round].seconds, t, p);
+          loaded[round].seconds, loaded[round].events / loaded[round].seconds, t, p,
+          during[round].Percentile(99),
+          std::min(idle[round].Percentile(99), idle[round + 1].Percentile(99)));
     }
     std::printf("pooled over %d rebuild(s) and %d baselines: p99 %.0f us during, %.0f us idle\n",
                 rounds, rounds + 1, all_during.Percentile(99), all_idle.Percentile(99));
