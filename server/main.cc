@@ -23,6 +23,10 @@ ABSL_FLAG(std::string, default_currency, "EUR",
           "ISO 4217 currency assigned to retired schema-1 events, which carried none.");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
 ABSL_FLAG(int, projection_batch_size, 1000, "Events per write batch of the live projections.");
+ABSL_FLAG(absl::Duration, projection_tail_interval, absl::Milliseconds(2),
+          "How long a live projection that has caught up with the log waits before its next "
+          "batch, so the events of that interval are written together; queries with "
+          "min_global_position end the wait at once. 0: no wait.");
 ABSL_FLAG(int, max_message_bytes, 1 << 20, "Largest request accepted, in bytes.");
 ABSL_FLAG(int, max_concurrent_streams, 256,
           "Concurrent calls one client connection may have open.");
@@ -74,6 +78,11 @@ int main(int argc, char** argv) {
   options.sync_writes = absl::GetFlag(FLAGS_sync_writes);
   options.default_currency = absl::GetFlag(FLAGS_default_currency);
   options.projection_batch_size = absl::GetFlag(FLAGS_projection_batch_size);
+  options.projection_tail_interval = absl::GetFlag(FLAGS_projection_tail_interval);
+  if (options.projection_tail_interval < absl::ZeroDuration()) {
+    spdlog::error("fidelisd failed to start: --projection_tail_interval must not be negative");
+    return 1;
+  }
   options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.max_pending_appends = absl::GetFlag(FLAGS_max_pending_appends);
   options.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);

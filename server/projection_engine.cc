@@ -101,7 +101,11 @@ absl::Status ProjectionRunner::Start() {
 }
 
 void ProjectionRunner::Stop() {
-  stopping_.store(true);
+  {
+    absl::MutexLock lock(&state_mu_);
+    stopping_.store(true);
+    pause_cv_.Signal();
+  }
   if (thread_.joinable()) thread_.join();
 }
 
@@ -148,7 +152,8 @@ void ProjectionRunner::Run() {
     const uint64_t limit = leader ? std::min(head, leader->checkpoint()) : head;
     if (limit <= checkpoint) {
       if (leader && head > checkpoint) {
-        leader->WaitFor(checkpoint + 1, absl::Now() + absl::Milliseconds(100)).IgnoreError();
+        leader->Await(checkpoint + 1, absl::Now() + absl::Milliseconds(100), /*hurry=*/false)
+            .IgnoreError();
         absl::SleepFor(absl::Milliseconds(1));
       } else {
         events_->WaitForHead(checkpoint, absl::Now() + absl::Milliseconds(200));
@@ -180,7 +185,17 @@ void ProjectionRunner::Run() {
     if (!status.ok()) {
       spdlog::error("projection {} stopped at checkpoint {}: {}", label_, from, status.ToString());
       absl::SleepFor(absl::Seconds(1));
+    } else if (stats.events_processed < options_.batch_size) {
+      PauseAfterBatch();  // A short batch: this build has reached the head.
     }
+  }
+}
+
+void ProjectionRunner::PauseAfterBatch() {
+  if (options_.tail_interval <= absl::ZeroDuration()) return;
+  const absl::Time until = absl::Now() + options_.tail_interval;
+  absl::MutexLock lock(&state_mu_);
+  while (hurrying_ == 0 && !stopping_.load() && !pause_cv_.WaitWithDeadline(&state_mu_, until)) {
   }
 }
 
@@ -216,18 +231,32 @@ absl::Status ProjectionRunner::Availability() const {
 }
 
 absl::Status ProjectionRunner::WaitFor(uint64_t position, absl::Time deadline) const {
+  return Await(position, deadline, /*hurry=*/true);
+}
+
+absl::Status ProjectionRunner::Await(uint64_t position, absl::Time deadline, bool hurry) const {
   absl::MutexLock lock(&state_mu_);
-  while (checkpoint_.load(std::memory_order_acquire) < position) {
-    if (unavailable_) return absl::UnavailableError(unavailable_());
-    if (checkpoint_cv_.WaitWithDeadline(&state_mu_, deadline) &&
-        checkpoint_.load(std::memory_order_acquire) < position) {
-      return absl::DeadlineExceededError(
-          StrCat("projection ", label_, " has applied up to global position ", checkpoint_.load(),
-                 ", not yet ", position, ", by the call's deadline"));
+  auto wait = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_mu_) -> absl::Status {
+    while (checkpoint_.load(std::memory_order_acquire) < position) {
+      if (unavailable_) return absl::UnavailableError(unavailable_());
+      if (checkpoint_cv_.WaitWithDeadline(&state_mu_, deadline) &&
+          checkpoint_.load(std::memory_order_acquire) < position) {
+        return absl::DeadlineExceededError(
+            StrCat("projection ", label_, " has applied up to global position ", checkpoint_.load(),
+                   ", not yet ", position, ", by the call's deadline"));
+      }
     }
+    if (unavailable_) return absl::UnavailableError(unavailable_());
+    return absl::OkStatus();
+  };
+  hurry = hurry && checkpoint_.load(std::memory_order_acquire) < position;
+  if (hurry) {
+    ++hurrying_;
+    pause_cv_.Signal();
   }
-  if (unavailable_) return absl::UnavailableError(unavailable_());
-  return absl::OkStatus();
+  absl::Status status = wait();
+  if (hurry) --hurrying_;
+  return status;
 }
 
 ProjectionEngine::ProjectionEngine(storage::Database* database, const storage::EventStore* events,
@@ -743,12 +772,15 @@ absl::StatusOr<v1::DiffProjectionResponse> ProjectionEngine::Diff(
           StrCat("cannot compare ", runner->label(), ": ", readable.message()));
     }
   }
-  // Both at the same checkpoint, then a snapshot: the comparison runs without holding anyone.
+  // Both at the same checkpoint, the head of the log when the call came (so the comparison
+  // covers every event appended before it, whatever pause either build's tailing thread is
+  // in), then a snapshot: the comparison runs without holding anyone.
   const rocksdb::Snapshot* snapshot = nullptr;
   uint64_t checkpoint = 0;
   {
+    const uint64_t head = events_->HeadPosition();
     WriterPairLock writers(*a, *b);
-    checkpoint = std::max(a->checkpoint(), b->checkpoint());
+    checkpoint = std::max({a->checkpoint(), b->checkpoint(), head});
     RETURN_IF_ERROR(a->AdvanceToLocked(checkpoint));
     RETURN_IF_ERROR(b->AdvanceToLocked(checkpoint));
     if (a->checkpoint() != b->checkpoint()) {

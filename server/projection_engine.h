@@ -48,6 +48,11 @@ namespace fidelis::server {
 struct ProjectionEngineOptions {
   // Events read and applied per write batch by the tailing threads.
   size_t batch_size = 1000;
+  // A tailing thread that has reached the head of the log waits this long after a batch before
+  // the next, so the events of that interval are applied and written as one batch instead of
+  // one wake-up, read and write each; queries that ask for a position not yet applied
+  // (WaitFor) end the wait at once. Zero: no wait.
+  absl::Duration tail_interval = absl::Milliseconds(2);
   // How long a promote keeps the previous live build for RollbackProjection.
   absl::Duration rollback_window = absl::Hours(1);
   // The version a projection starts with when the database has none of it yet; otherwise
@@ -79,6 +84,7 @@ class ProjectionRunner {
   absl::Status Availability() const;
 
   // Waits until checkpoint() >= position or `deadline`. DEADLINE_EXCEEDED when it passes.
+  // Ends the tailing thread's pause between batches (tail_interval), since the caller waits.
   absl::Status WaitFor(uint64_t position, absl::Time deadline) const;
 
   // Never advance past `leader`'s checkpoint (null: no limit). Set on a previous build, with
@@ -106,6 +112,12 @@ class ProjectionRunner {
 
  private:
   void Run();
+  // WaitFor; `hurry` ends the tailing thread's pause. Another build that merely follows this
+  // one does not hurry it.
+  absl::Status Await(uint64_t position, absl::Time deadline, bool hurry) const;
+  // The pause after a batch that reached the head: tail_interval, or until a WaitFor caller
+  // needs a later position, or Stop(). Tailing thread only.
+  void PauseAfterBatch();
 
   const Projector* const projector_;
   const std::unique_ptr<storage::ProjectionStore> store_;
@@ -127,6 +139,9 @@ class ProjectionRunner {
   std::function<std::string()> unavailable_ ABSL_GUARDED_BY(state_mu_);  // Null: available.
   std::string rebuild_id_ ABSL_GUARDED_BY(state_mu_);
   std::shared_ptr<const ProjectionRunner> leader_ ABSL_GUARDED_BY(state_mu_);
+  // WaitFor callers waiting for a position not yet applied; they end the tailing pause.
+  mutable int hurrying_ ABSL_GUARDED_BY(state_mu_) = 0;
+  mutable absl::CondVar pause_cv_;
 };
 
 struct ProjectionView {

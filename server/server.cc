@@ -106,6 +106,7 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
   for (const auto& projector : server->projectors_) live.push_back(projector.get());
   ProjectionEngineOptions engine_options;
   engine_options.batch_size = options.projection_batch_size;
+  engine_options.tail_interval = options.projection_tail_interval;
   engine_options.rollback_window = options.rollback_window;
   engine_options.initial_versions = options.initial_projection_versions;
   server->engine_ = std::make_unique<ProjectionEngine>(server->views_.get(), server->store_.get(),

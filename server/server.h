@@ -34,6 +34,9 @@ struct ServerOptions {
   bool sync_writes = true;
   std::string default_currency = "EUR";
   size_t projection_batch_size = 1000;
+  // How long a live projection that has caught up waits before its next batch (see
+  // ProjectionEngineOptions::tail_interval).
+  absl::Duration projection_tail_interval = absl::Milliseconds(2);
   // Blue-green: how long a promote keeps the previous build for a rollback.
   absl::Duration rollback_window = absl::Hours(1);
   // The version each projection starts with when the database has none of it yet (by
