@@ -195,6 +195,7 @@ void ProjectionRunner::PauseAfterBatch() {
   if (options_.tail_interval <= absl::ZeroDuration()) return;
   const absl::Time until = absl::Now() + options_.tail_interval;
   absl::MutexLock lock(&state_mu_);
+  // WaitWithDeadline is true once `until` has passed; a signal or a spurious wake-up looks again.
   while (hurrying_ == 0 && !stopping_.load() && !pause_cv_.WaitWithDeadline(&state_mu_, until)) {
   }
 }
@@ -249,13 +250,14 @@ absl::Status ProjectionRunner::Await(uint64_t position, absl::Time deadline, boo
     if (unavailable_) return absl::UnavailableError(unavailable_());
     return absl::OkStatus();
   };
-  hurry = hurry && checkpoint_.load(std::memory_order_acquire) < position;
-  if (hurry) {
+  // Only a caller that will wait counts; one that returns at once has nothing to hurry.
+  const bool hurrying = hurry && checkpoint_.load(std::memory_order_acquire) < position;
+  if (hurrying) {
     ++hurrying_;
     pause_cv_.Signal();
   }
   absl::Status status = wait();
-  if (hurry) --hurrying_;
+  if (hurrying) --hurrying_;
   return status;
 }
 
