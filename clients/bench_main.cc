@@ -526,17 +526,17 @@ int Main(int argc, char** argv) {
                 projection.c_str(), static_cast<unsigned long long>(alone.events), alone.seconds,
                 alone.events / alone.seconds);
     for (int round = 0; round < rounds; ++round) {
+      const double idle_p99 = std::min(idle[round].Percentile(99), idle[round + 1].Percentile(99));
       const auto [t, p] =
           ratios(during[round], std::max(idle[round].throughput(), idle[round + 1].throughput()),
-                 std::min(idle[round].Percentile(99), idle[round + 1].Percentile(99)));
+                 idle_p99);
       std::printf(
           "round %d: blue-green rebuild of %s under load: %llu events in %.2f s = %.0f events/s;"
           " during / better adjacent baseline: throughput %.3f, p99 latency %.3f (%.0f us against"
           " %.0f us)\n",
           round + 1, projection.c_str(), static_cast<unsigned long long>(loaded[round].events),
           loaded[round].seconds, loaded[round].events / loaded[round].seconds, t, p,
-          during[round].Percentile(99),
-          std::min(idle[round].Percentile(99), idle[round + 1].Percentile(99)));
+          during[round].Percentile(99), idle_p99);
     }
     std::printf("pooled over %d rebuild(s) and %d baselines: p99 %.0f us during, %.0f us idle\n",
                 rounds, rounds + 1, all_during.Percentile(99), all_idle.Percentile(99));
