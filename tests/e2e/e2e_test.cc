@@ -234,5 +234,18 @@ TEST(EndToEndTest, TheCliRunsABatchOfCommandsFromJsonLines) {
   EXPECT_EQ(after.output.find("\"stream_version\":\"4\""), std::string::npos) << after.output;
 }
 
+TEST(EndToEndTest, TheServerRefusesANegativeProjectionTailInterval) {
+  TempDir dir;
+  // Under `timeout`, so a server that started anyway ends the test with 124 instead of hanging.
+  RunResult refused =
+      testing::Run({"timeout", "10", kServer, "--listen=127.0.0.1:0",
+                    "--data_dir=" + dir.Sub("data"), "--projection_tail_interval=-1ms"});
+  EXPECT_EQ(refused.exit_code, 1) << refused.output;
+  EXPECT_NE(refused.output.find("--projection_tail_interval must not be negative"),
+            std::string::npos)
+      << refused.output;
+  EXPECT_EQ(refused.output.find("listening on"), std::string::npos) << refused.output;
+}
+
 }  // namespace
 }  // namespace fidelis::testing

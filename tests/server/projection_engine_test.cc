@@ -1,7 +1,5 @@
 // The live projections' tailing threads against a real server on RocksDB: the pause a caught-up
 // thread takes between batches, which a query at a position ends, and which Stop() ends too.
-#include <thread>
-
 #include "tests/server/server_fixture.h"
 
 namespace fidelis::testing {
