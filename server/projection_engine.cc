@@ -1,6 +1,7 @@
 #include "server/projection_engine.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "absl/time/clock.h"
 #include "domain/errors.h"
@@ -41,6 +42,14 @@ class WriterPairLock {
  private:
   absl::Mutex* const first_;
   absl::Mutex* const second_;
+};
+
+// An absl::Mutex, already held, as the BasicLockable that std::condition_variable_any unlocks
+// for its wait and locks again before returning.
+struct StateLock {
+  absl::Mutex* mu;
+  void lock() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu->Lock(); }
+  void unlock() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu->Unlock(); }
 };
 
 // Forgets the catalog's shadow build and the rebuild job that makes it.
@@ -104,7 +113,7 @@ void ProjectionRunner::Stop() {
   {
     absl::MutexLock lock(&state_mu_);
     stopping_.store(true);
-    pause_cv_.Signal();
+    pause_cv_.notify_one();
   }
   if (thread_.joinable()) thread_.join();
 }
@@ -193,10 +202,13 @@ void ProjectionRunner::Run() {
 
 void ProjectionRunner::PauseAfterBatch() {
   if (options_.tail_interval <= absl::ZeroDuration()) return;
-  const absl::Time until = absl::Now() + options_.tail_interval;
+  const auto until =
+      std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(options_.tail_interval);
   absl::MutexLock lock(&state_mu_);
-  // WaitWithDeadline is true once `until` has passed; a signal or a spurious wake-up looks again.
-  while (hurrying_ == 0 && !stopping_.load() && !pause_cv_.WaitWithDeadline(&state_mu_, until)) {
+  StateLock relockable{&state_mu_};
+  // A signal or a spurious wake-up looks again.
+  while (hurrying_ == 0 && !stopping_.load()) {
+    if (pause_cv_.wait_until(relockable, until) == std::cv_status::timeout) return;
   }
 }
 
@@ -254,7 +266,7 @@ absl::Status ProjectionRunner::Await(uint64_t position, absl::Time deadline, boo
   const bool hurrying = hurry && checkpoint_.load(std::memory_order_acquire) < position;
   if (hurrying) {
     ++hurrying_;
-    pause_cv_.Signal();
+    pause_cv_.notify_one();
   }
   absl::Status status = wait();
   if (hurrying) --hurrying_;

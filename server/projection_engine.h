@@ -24,6 +24,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -141,7 +142,10 @@ class ProjectionRunner {
   std::shared_ptr<const ProjectionRunner> leader_ ABSL_GUARDED_BY(state_mu_);
   // WaitFor callers waiting for a position not yet applied; they end the tailing pause.
   mutable int hurrying_ ABSL_GUARDED_BY(state_mu_) = 0;
-  mutable absl::CondVar pause_cv_;
+  // Signalled under state_mu_ when hurrying_ rises or the runner stops. A waiter on the steady
+  // clock: absl::CondVar's timed waits end at an absolute wall-clock time, which a step of the
+  // system clock backwards would stretch from milliseconds to the size of the step.
+  mutable std::condition_variable_any pause_cv_;
 };
 
 struct ProjectionView {
