@@ -1,7 +1,6 @@
 #include "server/projection_engine.h"
 
 #include <algorithm>
-#include <chrono>
 
 #include "absl/time/clock.h"
 #include "domain/errors.h"
@@ -42,14 +41,6 @@ class WriterPairLock {
  private:
   absl::Mutex* const first_;
   absl::Mutex* const second_;
-};
-
-// An absl::Mutex, already held, as the BasicLockable that std::condition_variable_any unlocks
-// for its wait and locks again before returning.
-struct StateLock {
-  absl::Mutex* mu;
-  void lock() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu->Lock(); }
-  void unlock() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu->Unlock(); }
 };
 
 // Forgets the catalog's shadow build and the rebuild job that makes it.
@@ -113,7 +104,7 @@ void ProjectionRunner::Stop() {
   {
     absl::MutexLock lock(&state_mu_);
     stopping_.store(true);
-    pause_cv_.notify_one();
+    pause_cv_.Signal();
   }
   if (thread_.joinable()) thread_.join();
 }
@@ -202,13 +193,10 @@ void ProjectionRunner::Run() {
 
 void ProjectionRunner::PauseAfterBatch() {
   if (options_.tail_interval <= absl::ZeroDuration()) return;
-  const auto until =
+  const storage::SteadyTime until =
       std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(options_.tail_interval);
   absl::MutexLock lock(&state_mu_);
-  StateLock relockable{&state_mu_};
-  // A signal or a spurious wake-up looks again.
-  while (hurrying_ == 0 && !stopping_.load()) {
-    if (pause_cv_.wait_until(relockable, until) == std::cv_status::timeout) return;
+  while (hurrying_ == 0 && !stopping_.load() && pause_cv_.WaitUntil(&state_mu_, until)) {
   }
 }
 
@@ -248,11 +236,12 @@ absl::Status ProjectionRunner::WaitFor(uint64_t position, absl::Time deadline) c
 }
 
 absl::Status ProjectionRunner::Await(uint64_t position, absl::Time deadline, bool hurry) const {
+  const storage::SteadyTime until = storage::SteadyDeadline(deadline);
   absl::MutexLock lock(&state_mu_);
   auto wait = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_mu_) -> absl::Status {
     while (checkpoint_.load(std::memory_order_acquire) < position) {
       if (unavailable_) return absl::UnavailableError(unavailable_());
-      if (checkpoint_cv_.WaitWithDeadline(&state_mu_, deadline) &&
+      if (!checkpoint_cv_.WaitUntil(&state_mu_, until) &&
           checkpoint_.load(std::memory_order_acquire) < position) {
         return absl::DeadlineExceededError(
             StrCat("projection ", label_, " has applied up to global position ", checkpoint_.load(),
@@ -266,7 +255,7 @@ absl::Status ProjectionRunner::Await(uint64_t position, absl::Time deadline, boo
   const bool hurrying = hurry && checkpoint_.load(std::memory_order_acquire) < position;
   if (hurrying) {
     ++hurrying_;
-    pause_cv_.notify_one();
+    pause_cv_.Signal();
   }
   absl::Status status = wait();
   if (hurrying) --hurrying_;

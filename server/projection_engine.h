@@ -24,7 +24,6 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -43,6 +42,7 @@
 #include "storage/event_store.h"
 #include "storage/key_format.h"
 #include "storage/projection_store.h"
+#include "storage/steady_wait.h"
 
 namespace fidelis::server {
 
@@ -136,16 +136,14 @@ class ProjectionRunner {
   std::thread thread_;
 
   mutable absl::Mutex state_mu_;
-  mutable absl::CondVar checkpoint_cv_;
+  mutable storage::SteadyCondVar checkpoint_cv_;
   std::function<std::string()> unavailable_ ABSL_GUARDED_BY(state_mu_);  // Null: available.
   std::string rebuild_id_ ABSL_GUARDED_BY(state_mu_);
   std::shared_ptr<const ProjectionRunner> leader_ ABSL_GUARDED_BY(state_mu_);
   // WaitFor callers waiting for a position not yet applied; they end the tailing pause.
   mutable int hurrying_ ABSL_GUARDED_BY(state_mu_) = 0;
-  // Signalled under state_mu_ when hurrying_ rises or the runner stops. A waiter on the steady
-  // clock: absl::CondVar's timed waits end at an absolute wall-clock time, which a step of the
-  // system clock backwards would stretch from milliseconds to the size of the step.
-  mutable std::condition_variable_any pause_cv_;
+  // Signalled when hurrying_ rises or the runner stops.
+  mutable storage::SteadyCondVar pause_cv_;
 };
 
 struct ProjectionView {

@@ -216,9 +216,10 @@ v1::RebuildInfo RebuildJob::Info() const {
 }
 
 uint64_t RebuildJob::WaitForUpdate(uint64_t seen, absl::Time deadline) const {
+  const storage::SteadyTime until = storage::SteadyDeadline(deadline);
   absl::MutexLock lock(&mu_);
   while (seq_ <= seen && !finished_) {
-    if (cv_.WaitWithDeadline(&mu_, deadline)) break;
+    if (!cv_.WaitUntil(&mu_, until)) break;
   }
   return seq_;
 }

@@ -42,6 +42,7 @@
 #include "fidelis/v1/admin.pb.h"
 #include "server/projection_engine.h"
 #include "server/replay.h"
+#include "storage/steady_wait.h"
 
 namespace fidelis::server {
 
@@ -141,7 +142,7 @@ class RebuildJob {
   const absl::Time started_;
 
   mutable absl::Mutex mu_;
-  mutable absl::CondVar cv_;
+  mutable storage::SteadyCondVar cv_;
   v1::RebuildPhase phase_ ABSL_GUARDED_BY(mu_) = v1::PREPARING;
   ReplayStats stats_ ABSL_GUARDED_BY(mu_);
   uint64_t events_total_ ABSL_GUARDED_BY(mu_) = 0;

@@ -434,9 +434,10 @@ absl::Status RocksDbEventStore::ScanRaw(
 }
 
 uint64_t RocksDbEventStore::WaitForHead(uint64_t after_position, absl::Time deadline) const {
+  const SteadyTime until = SteadyDeadline(deadline);
   absl::MutexLock lock(&head_mu_);
   while (head_position_.load(std::memory_order_acquire) <= after_position) {
-    if (head_cv_.WaitWithDeadline(&head_mu_, deadline)) break;
+    if (!head_cv_.WaitUntil(&head_mu_, until)) break;
   }
   return head_position_.load(std::memory_order_acquire);
 }

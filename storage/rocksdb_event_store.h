@@ -25,6 +25,7 @@
 #include "absl/synchronization/mutex.h"
 #include "storage/database.h"
 #include "storage/event_store.h"
+#include "storage/steady_wait.h"
 
 namespace fidelis::storage {
 
@@ -100,7 +101,7 @@ class RocksDbEventStore : public EventStore {
   // Appends queued or being written, readable without mu_.
   std::atomic<size_t> pending_{0};
   mutable absl::Mutex head_mu_;
-  mutable absl::CondVar head_cv_;
+  mutable SteadyCondVar head_cv_;
 
   std::thread writer_;  // Last: started once everything above is initialised.
 };

@@ -6,6 +6,8 @@
 #include <regex>
 #include <thread>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/process.h"
 #include "tests/test_util.h"
@@ -245,6 +247,71 @@ TEST(EndToEndTest, TheServerRefusesANegativeProjectionTailInterval) {
             std::string::npos)
       << refused.output;
   EXPECT_EQ(refused.output.find("listening on"), std::string::npos) << refused.output;
+}
+
+// Timed waits that end at a wall-clock deadline last as long as the wall clock is away from
+// the kernel's: a step of the clock back by an hour makes a 200 ms wait an hour long. The server
+// here runs under libfaketime, which puts its wall clock an hour ahead of the kernel's once the
+// offset file says so (read on every call; the steady clock is left alone), so every deadline
+// it computes from absl::Now() after that lies an hour past the kernel's clock.
+TEST(EndToEndTest, AStepOfTheWallClockStallsNeitherProjectionsNorShutdown) {
+  const std::string faketime = FAKETIME_LIBRARY;
+  if (faketime.empty()) GTEST_SKIP() << "libfaketime is not installed (.ci/install-deps has it)";
+  TempDir dir;
+  const std::string offset = dir.Sub("clock-offset");
+  std::ofstream(offset) << "+0\n";
+  Child server({"/usr/bin/env", "LD_PRELOAD=" + faketime, "FAKETIME_TIMESTAMP_FILE=" + offset,
+                "FAKETIME_NO_CACHE=1", "FAKETIME_DONT_FAKE_MONOTONIC=1", kServer,
+                "--listen=127.0.0.1:0", "--data_dir=" + dir.Sub("data"), "--log_level=warn"});
+  const std::string line = server.ReadLine();
+  ASSERT_EQ(line.rfind("listening on ", 0), 0u) << line;
+  const std::string address = line.substr(std::string("listening on ").size());
+  RunResult opened = Cli(address, {"--json", "account", "open", "--number", "NL01", "--holder",
+                                   "Ada", "--deposit", "100.00", "--currency", "EUR"});
+  ASSERT_EQ(opened.exit_code, 0) << opened.output;
+  const std::string id = JsonField(opened.output, "account_id");
+  int transactions = 1;
+
+  std::ofstream(offset) << "+3600\n";
+  // absl::Now() follows the kernel's clock through its own estimate, which takes up the new
+  // offset within a few seconds: deposit until an event's timestamp shows it.
+  bool ahead = false;
+  for (int i = 0; i < 100 && !ahead; ++i) {
+    RunResult deposit =
+        Cli(address, {"--json", "account", "deposit", "--account", id, "--amount", "1"});
+    ASSERT_EQ(deposit.exit_code, 0) << deposit.output;
+    ++transactions;
+    RunResult event = Cli(address, {"--json", "events", "read", "--from-position",
+                                    JsonField(deposit.output, "global_position"), "--max", "1"});
+    absl::Time stamped;
+    std::string error;
+    ASSERT_TRUE(
+        absl::ParseTime(absl::RFC3339_full, JsonField(event.output, "timestamp"), &stamped, &error))
+        << event.output << error;
+    ahead = stamped > absl::Now() + absl::Minutes(30);
+    if (!ahead) absl::SleepFor(absl::Milliseconds(200));
+  }
+  ASSERT_TRUE(ahead) << "the server's clock never moved";
+
+  // Live projections go on applying new events without being asked for a position.
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(Cli(address, {"account", "deposit", "--account", id, "--amount", "1"}).exit_code, 0);
+    ++transactions;
+  }
+  const std::string expected = "\"transaction_count\":\"" + std::to_string(transactions) + "\"";
+  std::string seen;
+  for (absl::Time until = absl::Now() + absl::Seconds(10); absl::Now() < until;) {
+    seen = Cli(address, {"--json", "account", "get", "--account", id}).output;
+    if (seen.find(expected) != std::string::npos) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_NE(seen.find(expected), std::string::npos) << seen;
+
+  // Idle threads poll with short deadlines; shutdown must not wait out the hour.
+  absl::SleepFor(absl::Seconds(1));
+  server.Signal(SIGTERM);
+  ASSERT_TRUE(server.WaitFor(15000)) << "fidelisd did not stop within 15 s of SIGTERM";
+  EXPECT_EQ(server.Wait(), 0);
 }
 
 }  // namespace

@@ -85,6 +85,21 @@ class Child {
     return status_;
   }
 
+  // Waits for exit up to `timeout_ms`; false when the child is still running then.
+  bool WaitFor(int timeout_ms) {
+    for (int waited = 0; pid_ > 0 && !exited_; waited += 10) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        exited_ = true;
+        status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        break;
+      }
+      if (waited >= timeout_ms) return false;
+      usleep(10 * 1000);
+    }
+    return true;
+  }
+
   bool started() const { return pid_ > 0; }
 
  private:
