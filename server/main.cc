@@ -9,6 +9,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
+#include "absl/synchronization/mutex.h"
 #include "server/auth.h"
 #include "server/server.h"
 #include "spdlog/spdlog.h"
@@ -61,6 +62,10 @@ ABSL_FLAG(bool, insecure, false,
           "Allow a non-loopback --listen address without TLS and an admin token.");
 
 int main(int argc, char** argv) {
+  // Debian builds Abseil without NDEBUG, which leaves Mutex's lock-order (deadlock) tracking on:
+  // every lock and unlock of a Mutex, gRPC's included, then consults a process-wide graph
+  // under one spin lock. The tests keep it; the service turns it off.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage("fidelisd: the Fidelis event-sourced account service.");
   absl::ParseCommandLine(argc, argv);
   spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
