@@ -33,6 +33,10 @@ ABSL_FLAG(int, max_concurrent_streams, 256,
           "Concurrent calls one client connection may have open.");
 ABSL_FLAG(int, max_pending_appends, 4096,
           "Commands waiting for the log writer beyond which new ones get RESOURCE_EXHAUSTED.");
+ABSL_FLAG(absl::Duration, min_sync_interval, absl::Microseconds(700),
+          "While commands arrive faster than one per WAL sync, the least time between the "
+          "starts of two syncs, so that the commands arriving meanwhile share one (a commit "
+          "delay). A command arriving after a quiet spell is never delayed. 0: no delay.");
 ABSL_FLAG(std::string, admin_token_file, "",
           "File holding the bearer token that rebuild and cancel RPCs require.");
 ABSL_FLAG(std::string, client_token_file, "",
@@ -90,6 +94,12 @@ int main(int argc, char** argv) {
   }
   options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.max_pending_appends = absl::GetFlag(FLAGS_max_pending_appends);
+  options.min_sync_interval = absl::GetFlag(FLAGS_min_sync_interval);
+  if (options.min_sync_interval < absl::ZeroDuration() ||
+      options.min_sync_interval > absl::Milliseconds(100)) {
+    spdlog::error("fidelisd failed to start: --min_sync_interval must be between 0 and 100ms");
+    return 1;
+  }
   options.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
   for (auto [flag, token] :
        {std::pair{absl::GetFlag(FLAGS_admin_token_file), &options.admin_token},

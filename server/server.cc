@@ -95,6 +95,7 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
                        StrCat(options.data_dir, "/", storage::kProjectionsDirectory), db_options));
   storage::EventStoreOptions store_options;
   store_options.max_pending_appends = options.max_pending_appends;
+  store_options.min_sync_interval = options.min_sync_interval;
   ASSIGN_OR_RETURN(server->store_,
                    storage::RocksDbEventStore::Open(server->database_.get(), store_options));
   server->snapshots_ = std::make_unique<storage::SnapshotStore>(server->database_.get());

@@ -47,6 +47,9 @@ struct ServerOptions {
   // Appends waiting for the event log's writer beyond which commands are refused at once
   // with RESOURCE_EXHAUSTED instead of piling up.
   size_t max_pending_appends = 4096;
+  // While commands arrive faster than one per WAL sync, the least time between the starts of
+  // two syncs of the log (storage::EventStoreOptions::min_sync_interval); zero disables it.
+  absl::Duration min_sync_interval = absl::Microseconds(700);
   // Concurrent calls (HTTP/2 streams) one client connection may have open.
   int max_concurrent_streams = 256;
   // Largest request the server accepts, in bytes.

@@ -8,6 +8,11 @@
 // (when sync is on). While the writer syncs, new batches queue for the next group, so a group
 // grows with the load.
 //
+// Pacing (a commit delay): when a synced group held more than one batch, so that batches are
+// arriving faster than one per sync, the next group starts no sooner than
+// `min_sync_interval` after that one started. The batches arriving meanwhile share one sync
+// instead of taking one each. A lone batch after a quiet spell is never delayed.
+//
 // Thread-safety: every public method may be called from any thread. The Database must outlive
 // the store; destroying the store finishes the appends already queued. After a failed write
 // the store refuses every further append (UNAVAILABLE) until it is reopened, because the
@@ -34,6 +39,10 @@ struct EventStoreOptions {
   size_t max_pending_appends = 4096;
   // Upper bound of batches one group commit takes.
   size_t max_group_size = 512;
+  // Least time between the starts of two synced group commits while batches arrive faster
+  // than one per sync (see the pacing above). Zero: every group starts as soon as the one
+  // before it ends. Has no effect when the database does not sync its writes.
+  absl::Duration min_sync_interval = absl::ZeroDuration();
 };
 
 class RocksDbEventStore : public EventStore {
@@ -96,6 +105,8 @@ class RocksDbEventStore : public EventStore {
   absl::flat_hash_map<std::string, int64_t> heads_;
   // Writer thread only: appends started by callbacks, for the front of the next group.
   std::vector<std::unique_ptr<Writer>> from_callbacks_;
+  // Writer thread only: the next group does not start before this (pacing).
+  SteadyTime next_group_at_{};
 
   std::atomic<uint64_t> head_position_{0};
   // Appends queued or being written, readable without mu_.

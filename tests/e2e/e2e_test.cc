@@ -236,17 +236,25 @@ TEST(EndToEndTest, TheCliRunsABatchOfCommandsFromJsonLines) {
   EXPECT_EQ(after.output.find("\"stream_version\":\"4\""), std::string::npos) << after.output;
 }
 
-TEST(EndToEndTest, TheServerRefusesANegativeProjectionTailInterval) {
-  TempDir dir;
-  // Under `timeout`, so a server that started anyway ends the test with 124 instead of hanging.
-  RunResult refused =
-      testing::Run({"timeout", "10", kServer, "--listen=127.0.0.1:0",
-                    "--data_dir=" + dir.Sub("data"), "--projection_tail_interval=-1ms"});
-  EXPECT_EQ(refused.exit_code, 1) << refused.output;
-  EXPECT_NE(refused.output.find("--projection_tail_interval must not be negative"),
-            std::string::npos)
-      << refused.output;
-  EXPECT_EQ(refused.output.find("listening on"), std::string::npos) << refused.output;
+TEST(EndToEndTest, TheServerRefusesIntervalsOutOfRange) {
+  const struct {
+    const char* flag;
+    const char* message;
+  } cases[] = {
+      {"--projection_tail_interval=-1ms", "--projection_tail_interval must not be negative"},
+      {"--min_sync_interval=-1us", "--min_sync_interval must be between 0 and 100ms"},
+      {"--min_sync_interval=1s", "--min_sync_interval must be between 0 and 100ms"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.flag);
+    TempDir dir;
+    // Under `timeout`, so a server that started anyway ends the test with 124, not hanging.
+    RunResult refused = testing::Run({"timeout", "10", kServer, "--listen=127.0.0.1:0",
+                                      "--data_dir=" + dir.Sub("data"), c.flag});
+    EXPECT_EQ(refused.exit_code, 1) << refused.output;
+    EXPECT_NE(refused.output.find(c.message), std::string::npos) << refused.output;
+    EXPECT_EQ(refused.output.find("listening on"), std::string::npos) << refused.output;
+  }
 }
 
 // Timed waits that end at a wall-clock deadline last as long as the wall clock is away from

@@ -302,5 +302,77 @@ TEST_F(EventStoreTest, ScanStopsAtMaxCountAndWhenAsked) {
   EXPECT_EQ(seen, 2);
 }
 
+// Pacing (EventStoreOptions::min_sync_interval). Each test opens its own store.
+class PacedEventStoreTest : public ::testing::Test {
+ protected:
+  void Open(bool sync_writes, absl::Duration min_sync_interval) {
+    DatabaseOptions db_options;
+    db_options.sync_writes = sync_writes;
+    auto db = Database::Open(dir_.path(), db_options);
+    ASSERT_OK(db);
+    db_ = std::move(*db);
+    EventStoreOptions options;
+    options.min_sync_interval = min_sync_interval;
+    auto store = RocksDbEventStore::Open(db_.get(), options);
+    ASSERT_OK(store);
+    store_ = std::move(*store);
+  }
+
+  // Commits a group of two appends: a first append's callback holds the writer until both
+  // are queued, so the writer takes them together next. Returns once both are answered.
+  void CommitAGroupOfTwo() {
+    absl::Notification held, queued, first_done;
+    store_->AppendAsync(OneStream("H-1", kExpectAny), [&](absl::StatusOr<AppendResult> result) {
+      EXPECT_OK(result);
+      held.Notify();
+      queued.WaitForNotification();
+      first_done.Notify();
+    });
+    held.WaitForNotification();
+    std::atomic<int> answered{0};
+    absl::Notification both_done;
+    for (int i = 0; i < 2; ++i) {
+      store_->AppendAsync(OneStream("G-1", kExpectAny), [&](absl::StatusOr<AppendResult> result) {
+        EXPECT_OK(result);
+        if (++answered == 2) both_done.Notify();
+      });
+    }
+    queued.Notify();
+    first_done.WaitForNotification();
+    both_done.WaitForNotification();
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<Database> db_;
+  std::unique_ptr<RocksDbEventStore> store_;
+};
+
+TEST_F(PacedEventStoreTest, AfterAGroupOfSeveralTheNextSyncWaitsForTheInterval) {
+  Open(/*sync_writes=*/true, absl::Milliseconds(300));
+  const absl::Time start = absl::Now();
+  CommitAGroupOfTwo();  // Its sync starts after `start`; the next may start 300 ms after it.
+  ASSERT_OK(store_->Append(OneStream("N-1", kExpectAny)));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(300));
+  EXPECT_EQ(store_->HeadPosition(), 4u);
+}
+
+TEST_F(PacedEventStoreTest, AnAppendAfterALoneOneIsNotHeldBack) {
+  // A group of one says nothing about the load: the next append goes at once, not a minute
+  // later.
+  Open(/*sync_writes=*/true, absl::Minutes(1));
+  ASSERT_OK(store_->Append(OneStream("A-1", kExpectAny)));
+  const absl::Time start = absl::Now();
+  ASSERT_OK(store_->Append(OneStream("A-1", kExpectAny)));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30));
+}
+
+TEST_F(PacedEventStoreTest, WritesThatAreNotSyncedAreNotPaced) {
+  Open(/*sync_writes=*/false, absl::Minutes(1));
+  CommitAGroupOfTwo();
+  const absl::Time start = absl::Now();
+  ASSERT_OK(store_->Append(OneStream("N-1", kExpectAny)));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30));
+}
+
 }  // namespace
 }  // namespace fidelis::storage
