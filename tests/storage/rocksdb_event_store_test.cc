@@ -35,11 +35,11 @@ AppendRequest OneStream(const std::string& stream, int64_t expected, int events 
 class EventStoreTest : public ::testing::Test {
  protected:
   void SetUp() override { Open(); }
-  void Open() {
-    auto db = Database::Open(dir_.path(), DatabaseOptions{});
+  void Open(const DatabaseOptions& db_options = {}, const EventStoreOptions& options = {}) {
+    auto db = Database::Open(dir_.path(), db_options);
     ASSERT_OK(db);
     db_ = std::move(*db);
-    auto store = RocksDbEventStore::Open(db_.get());
+    auto store = RocksDbEventStore::Open(db_.get(), options);
     ASSERT_OK(store);
     store_ = std::move(*store);
   }
@@ -302,20 +302,16 @@ TEST_F(EventStoreTest, ScanStopsAtMaxCountAndWhenAsked) {
   EXPECT_EQ(seen, 2);
 }
 
-// Pacing (EventStoreOptions::min_sync_interval). Each test opens its own store.
-class PacedEventStoreTest : public ::testing::Test {
+// Pacing (EventStoreOptions::min_sync_interval). Each test opens the store it needs.
+class PacedEventStoreTest : public EventStoreTest {
  protected:
+  void SetUp() override {}
   void Open(bool sync_writes, absl::Duration min_sync_interval) {
     DatabaseOptions db_options;
     db_options.sync_writes = sync_writes;
-    auto db = Database::Open(dir_.path(), db_options);
-    ASSERT_OK(db);
-    db_ = std::move(*db);
     EventStoreOptions options;
     options.min_sync_interval = min_sync_interval;
-    auto store = RocksDbEventStore::Open(db_.get(), options);
-    ASSERT_OK(store);
-    store_ = std::move(*store);
+    EventStoreTest::Open(db_options, options);
   }
 
   // Commits a group of two appends: a first append's callback holds the writer until both
@@ -341,10 +337,6 @@ class PacedEventStoreTest : public ::testing::Test {
     first_done.WaitForNotification();
     both_done.WaitForNotification();
   }
-
-  testing::TempDir dir_;
-  std::unique_ptr<Database> db_;
-  std::unique_ptr<RocksDbEventStore> store_;
 };
 
 TEST_F(PacedEventStoreTest, AfterAGroupOfSeveralTheNextSyncWaitsForTheInterval) {
