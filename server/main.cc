@@ -58,7 +58,11 @@ ABSL_FLAG(bool, rebuild_idle_priority, true,
 ABSL_FLAG(uint64_t, rebuild_max_rate, 0,
           "Default cap of a rebuild's replay, in events per second; 0 means none.");
 ABSL_FLAG(bool, rebuild_yield, true,
-          "Rebuilds pause between batches (up to 5 ms) while commands wait for the log writer.");
+          "Rebuilds pause between batches (up to --rebuild_yield_max) while commands wait for "
+          "the log writer.");
+ABSL_FLAG(absl::Duration, rebuild_yield_max, absl::Milliseconds(15),
+          "With --rebuild_yield, the longest pause after one batch of a rebuild while commands "
+          "wait for the log writer (0 to 1s). Under a steady load this sets the rebuild's pace.");
 ABSL_FLAG(absl::Duration, rebuild_checkpoint_interval, absl::Seconds(5),
           "How often a blue-green replay makes its shadow durable; a rebuild interrupted by a "
           "crash resumes from there.");
@@ -139,6 +143,12 @@ int main(int argc, char** argv) {
   options.rebuild_tuning.idle_priority = absl::GetFlag(FLAGS_rebuild_idle_priority);
   options.rebuild_tuning.max_events_per_second = absl::GetFlag(FLAGS_rebuild_max_rate);
   options.rebuild_tuning.yield = absl::GetFlag(FLAGS_rebuild_yield);
+  options.rebuild_tuning.yield_max = absl::GetFlag(FLAGS_rebuild_yield_max);
+  if (options.rebuild_tuning.yield_max < absl::ZeroDuration() ||
+      options.rebuild_tuning.yield_max > absl::Seconds(1)) {
+    spdlog::error("fidelisd failed to start: --rebuild_yield_max must be between 0 and 1s");
+    return 1;
+  }
   options.rebuild_tuning.durable_interval = absl::GetFlag(FLAGS_rebuild_checkpoint_interval);
   // Fault injection for the crash tests: blue-green jobs stop at this phase until killed.
   if (const char* pause = std::getenv("FIDELIS_TEST_PAUSE_REBUILD_AT")) {

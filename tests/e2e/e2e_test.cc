@@ -244,6 +244,8 @@ TEST(EndToEndTest, TheServerRefusesIntervalsOutOfRange) {
       {"--projection_tail_interval=-1ms", "--projection_tail_interval must not be negative"},
       {"--min_sync_interval=-1us", "--min_sync_interval must be between 0 and 100ms"},
       {"--min_sync_interval=1s", "--min_sync_interval must be between 0 and 100ms"},
+      {"--rebuild_yield_max=-5ms", "--rebuild_yield_max must be between 0 and 1s"},
+      {"--rebuild_yield_max=2s", "--rebuild_yield_max must be between 0 and 1s"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.flag);

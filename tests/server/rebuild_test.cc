@@ -11,6 +11,8 @@
 #include <random>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
+#include "absl/synchronization/notification.h"
 #include "domain/event_types.h"
 #include "fidelis/v1/events.pb.h"
 #include "server/seeder.h"
@@ -348,6 +350,56 @@ class SlowRebuildTest : public RebuildTest {
 
   server::SeedReport report_;
 };
+
+// The yield (--rebuild_yield): after each batch a rebuild pauses, up to yield_max, while an
+// append waits for the log writer. Here an append's callback holds the writer for the whole
+// test, so an append is always waiting.
+class RebuildYieldTest : public RebuildTest {
+ protected:
+  static constexpr absl::Duration kYieldMax = absl::Milliseconds(400);
+  void Configure(server::ServerOptions& options) override {
+    RebuildTest::Configure(options);
+    options.rebuild_tuning.yield_max = kYieldMax;
+  }
+  void SetUp() override {
+    server::SeedOptions seed;
+    seed.accounts = 5;
+    seed.events = 60;
+    SeedData(seed, dir_.Sub("data"));
+    StartServer();
+    WaitForProjections();
+  }
+};
+
+TEST_F(RebuildYieldTest, ARebuildPausesAfterEachBatchWhileAnAppendWaits) {
+  absl::Notification held, release;
+  const auto released = absl::MakeCleanup([&] { release.Notify(); });
+  storage::AppendRequest append;
+  append.streams.emplace_back();
+  append.streams[0].stream_id = "Yield-1";
+  append.streams[0].events.push_back({"YieldTestEvent", 1, 1, "", {}});
+  server_->event_store()->AppendAsync(std::move(append),
+                                      [&](absl::StatusOr<storage::AppendResult> result) {
+                                        EXPECT_OK(result);
+                                        held.Notify();
+                                        release.WaitForNotification();
+                                      });
+  held.WaitForNotification();
+  ASSERT_GT(server_->event_store()->PendingAppends(), 0u);
+
+  // 61 events in batches of 10: at least five pauses after full batches.
+  v1::RebuildProjectionRequest request = Request("AccountSummary");
+  request.set_batch_size(10);
+  request.set_unknown_event_policy(v1::SKIP);
+  absl::Time start = absl::Now();
+  EXPECT_EQ(Rebuild(request).back().phase(), v1::DONE);
+  EXPECT_GE(absl::Now() - start, 5 * kYieldMax);
+
+  request.set_no_yield(true);
+  start = absl::Now();
+  EXPECT_EQ(Rebuild(request).back().phase(), v1::DONE);
+  EXPECT_LT(absl::Now() - start, 5 * kYieldMax);
+}
 
 TEST_F(SlowRebuildTest, CancellingMidReplayLeavesTheProjectionMarkedEvenAcrossARestart) {
   grpc::ClientContext context;
