@@ -39,6 +39,18 @@ class RebuildTest : public ServerTest {
     return *report;
   }
 
+  // Seeds `events` events over `accounts` accounts, starts the server on them and waits until
+  // its live projections have caught up.
+  server::SeedReport StartOnSeed(uint64_t accounts, uint64_t events) {
+    server::SeedOptions seed;
+    seed.accounts = accounts;
+    seed.events = events;
+    server::SeedReport report = SeedData(seed, dir_.Sub("data"));
+    StartServer();
+    WaitForProjections();
+    return report;
+  }
+
   std::vector<v1::RebuildProgress> Rebuild(const v1::RebuildProjectionRequest& request,
                                            grpc::Status* status = nullptr) {
     grpc::ClientContext context;
@@ -331,14 +343,7 @@ TEST_F(RebuildTest, AProjectionAheadOfTheLogIsRefusedUntilRebuilt) {
 
 class SlowRebuildTest : public RebuildTest {
  protected:
-  void SetUp() override {
-    server::SeedOptions seed;
-    seed.accounts = 100;
-    seed.events = 40000;
-    report_ = SeedData(seed, dir_.Sub("data"));
-    StartServer();
-    WaitForProjections();
-  }
+  void SetUp() override { report_ = StartOnSeed(100, 40000); }
 
   // A rebuild slowed to ~10,000 events per second, so it is still running when the test acts.
   static v1::RebuildProjectionRequest Slow() {
@@ -361,14 +366,7 @@ class RebuildYieldTest : public RebuildTest {
     RebuildTest::Configure(options);
     options.rebuild_tuning.yield_max = kYieldMax;
   }
-  void SetUp() override {
-    server::SeedOptions seed;
-    seed.accounts = 5;
-    seed.events = 60;
-    SeedData(seed, dir_.Sub("data"));
-    StartServer();
-    WaitForProjections();
-  }
+  void SetUp() override { StartOnSeed(5, 60); }
 };
 
 TEST_F(RebuildYieldTest, ARebuildPausesAfterEachBatchWhileAnAppendWaits) {
