@@ -63,9 +63,9 @@ ABSL_FLAG(bool, rebuild_yield, true,
 ABSL_FLAG(absl::Duration, rebuild_yield_max, absl::Milliseconds(15),
           "With --rebuild_yield, the longest pause after one batch of a rebuild while commands "
           "wait for the log writer (0 to 1s). Under a steady load this sets the rebuild's pace.");
-ABSL_FLAG(absl::Duration, rebuild_checkpoint_interval, absl::Seconds(5),
-          "How often a blue-green replay makes its shadow durable; a rebuild interrupted by a "
-          "crash resumes from there.");
+ABSL_FLAG(absl::Duration, rebuild_checkpoint_interval, absl::Seconds(30),
+          "How often a blue-green replay makes its shadow durable (0 to 1h); a rebuild "
+          "interrupted by a crash resumes from there.");
 ABSL_FLAG(bool, insecure, false,
           "Allow a non-loopback --listen address without TLS and an admin token.");
 
@@ -150,6 +150,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   options.rebuild_tuning.durable_interval = absl::GetFlag(FLAGS_rebuild_checkpoint_interval);
+  if (options.rebuild_tuning.durable_interval < absl::ZeroDuration() ||
+      options.rebuild_tuning.durable_interval > absl::Hours(1)) {
+    spdlog::error(
+        "fidelisd failed to start: --rebuild_checkpoint_interval must be between 0 and 1h");
+    return 1;
+  }
   // Fault injection for the crash tests: blue-green jobs stop at this phase until killed.
   if (const char* pause = std::getenv("FIDELIS_TEST_PAUSE_REBUILD_AT")) {
     options.rebuild_tuning.pause_at = pause;

@@ -63,7 +63,11 @@ struct RebuildTuning {
   bool yield = true;
   absl::Duration yield_max = absl::Milliseconds(15);
   // How often a blue-green replay makes its shadow's checkpoint durable (for crash-resume).
-  absl::Duration durable_interval = absl::Seconds(5);
+  // Each time rewrites every row changed since the last one, which for a projection keyed by
+  // account is nearly all of it after a few seconds, as one SST file (and every fourth one
+  // sets off a compaction): disk writes the log's syncs queue behind. A crash costs at most
+  // this much replay again.
+  absl::Duration durable_interval = absl::Seconds(30);
   // Test hook: a phase name ("REPLAYING", "CATCHING_UP", "PROMOTING") at which blue-green jobs
   // stop and wait to be cancelled or killed, logging "paused at <phase>".
   std::string pause_at;

@@ -246,6 +246,10 @@ TEST(EndToEndTest, TheServerRefusesIntervalsOutOfRange) {
       {"--min_sync_interval=1s", "--min_sync_interval must be between 0 and 100ms"},
       {"--rebuild_yield_max=-5ms", "--rebuild_yield_max must be between 0 and 1s"},
       {"--rebuild_yield_max=2s", "--rebuild_yield_max must be between 0 and 1s"},
+      {"--rebuild_checkpoint_interval=-1s",
+       "--rebuild_checkpoint_interval must be between 0 and 1h"},
+      {"--rebuild_checkpoint_interval=2h",
+       "--rebuild_checkpoint_interval must be between 0 and 1h"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.flag);
