@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <thread>
 
@@ -370,19 +371,24 @@ class RebuildYieldTest : public RebuildTest {
 };
 
 TEST_F(RebuildYieldTest, ARebuildPausesAfterEachBatchWhileAnAppendWaits) {
-  absl::Notification held, release;
-  const auto released = absl::MakeCleanup([&] { release.Notify(); });
+  // Shared with the writer's callback, which may still be leaving release's wait when the
+  // test body ends.
+  struct Gate {
+    absl::Notification held, release;
+  };
+  auto gate = std::make_shared<Gate>();
+  const auto released = absl::MakeCleanup([gate] { gate->release.Notify(); });
   storage::AppendRequest append;
   append.streams.emplace_back();
   append.streams[0].stream_id = "Yield-1";
   append.streams[0].events.push_back({"YieldTestEvent", 1, 1, "", {}});
   server_->event_store()->AppendAsync(std::move(append),
-                                      [&](absl::StatusOr<storage::AppendResult> result) {
+                                      [gate](absl::StatusOr<storage::AppendResult> result) {
                                         EXPECT_OK(result);
-                                        held.Notify();
-                                        release.WaitForNotification();
+                                        gate->held.Notify();
+                                        gate->release.WaitForNotification();
                                       });
-  held.WaitForNotification();
+  gate->held.WaitForNotification();
   ASSERT_GT(server_->event_store()->PendingAppends(), 0u);
 
   // 61 events in batches of 10: at least five pauses after full batches.

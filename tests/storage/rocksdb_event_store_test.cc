@@ -1,6 +1,7 @@
 #include "storage/rocksdb_event_store.h"
 
 #include <atomic>
+#include <memory>
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
@@ -317,25 +318,30 @@ class PacedEventStoreTest : public EventStoreTest {
   // Commits a group of two appends: a first append's callback holds the writer until both
   // are queued, so the writer takes them together next. Returns once both are answered.
   void CommitAGroupOfTwo() {
-    absl::Notification held, queued, first_done;
-    store_->AppendAsync(OneStream("H-1", kExpectAny), [&](absl::StatusOr<AppendResult> result) {
+    // Shared with the writer's callbacks, which may still be inside a Notify() when this
+    // returns.
+    struct Gates {
+      absl::Notification held, queued, first_done, both_done;
+      std::atomic<int> answered{0};
+    };
+    auto gates = std::make_shared<Gates>();
+    store_->AppendAsync(OneStream("H-1", kExpectAny), [gates](absl::StatusOr<AppendResult> result) {
       EXPECT_OK(result);
-      held.Notify();
-      queued.WaitForNotification();
-      first_done.Notify();
+      gates->held.Notify();
+      gates->queued.WaitForNotification();
+      gates->first_done.Notify();
     });
-    held.WaitForNotification();
-    std::atomic<int> answered{0};
-    absl::Notification both_done;
+    gates->held.WaitForNotification();
     for (int i = 0; i < 2; ++i) {
-      store_->AppendAsync(OneStream("G-1", kExpectAny), [&](absl::StatusOr<AppendResult> result) {
-        EXPECT_OK(result);
-        if (++answered == 2) both_done.Notify();
-      });
+      store_->AppendAsync(OneStream("G-1", kExpectAny),
+                          [gates](absl::StatusOr<AppendResult> result) {
+                            EXPECT_OK(result);
+                            if (++gates->answered == 2) gates->both_done.Notify();
+                          });
     }
-    queued.Notify();
-    first_done.WaitForNotification();
-    both_done.WaitForNotification();
+    gates->queued.Notify();
+    gates->first_done.WaitForNotification();
+    gates->both_done.WaitForNotification();
   }
 };
 
