@@ -10,6 +10,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "server/auth.h"
 #include "server/server.h"
 #include "spdlog/spdlog.h"
@@ -69,6 +70,18 @@ ABSL_FLAG(absl::Duration, rebuild_checkpoint_interval, absl::Seconds(30),
 ABSL_FLAG(bool, insecure, false,
           "Allow a non-loopback --listen address without TLS and an admin token.");
 
+namespace {
+
+// True when `value` of --`flag` lies in [0, max]; otherwise logs why fidelisd cannot start.
+bool WithinRange(const char* flag, absl::Duration value, absl::Duration max) {
+  if (value >= absl::ZeroDuration() && value <= max) return true;
+  spdlog::error("fidelisd failed to start: --{} must be between 0 and {}", flag,
+                absl::FormatDuration(max));
+  return false;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   // Debian builds Abseil without NDEBUG, which leaves Mutex's lock-order (deadlock) tracking on:
   // every lock and unlock of a Mutex, gRPC's included, then consults a process-wide graph
@@ -99,9 +112,7 @@ int main(int argc, char** argv) {
   options.max_receive_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.max_pending_appends = absl::GetFlag(FLAGS_max_pending_appends);
   options.min_sync_interval = absl::GetFlag(FLAGS_min_sync_interval);
-  if (options.min_sync_interval < absl::ZeroDuration() ||
-      options.min_sync_interval > absl::Milliseconds(100)) {
-    spdlog::error("fidelisd failed to start: --min_sync_interval must be between 0 and 100ms");
+  if (!WithinRange("min_sync_interval", options.min_sync_interval, absl::Milliseconds(100))) {
     return 1;
   }
   options.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
@@ -144,16 +155,12 @@ int main(int argc, char** argv) {
   options.rebuild_tuning.max_events_per_second = absl::GetFlag(FLAGS_rebuild_max_rate);
   options.rebuild_tuning.yield = absl::GetFlag(FLAGS_rebuild_yield);
   options.rebuild_tuning.yield_max = absl::GetFlag(FLAGS_rebuild_yield_max);
-  if (options.rebuild_tuning.yield_max < absl::ZeroDuration() ||
-      options.rebuild_tuning.yield_max > absl::Seconds(1)) {
-    spdlog::error("fidelisd failed to start: --rebuild_yield_max must be between 0 and 1s");
+  if (!WithinRange("rebuild_yield_max", options.rebuild_tuning.yield_max, absl::Seconds(1))) {
     return 1;
   }
   options.rebuild_tuning.durable_interval = absl::GetFlag(FLAGS_rebuild_checkpoint_interval);
-  if (options.rebuild_tuning.durable_interval < absl::ZeroDuration() ||
-      options.rebuild_tuning.durable_interval > absl::Hours(1)) {
-    spdlog::error(
-        "fidelisd failed to start: --rebuild_checkpoint_interval must be between 0 and 1h");
+  if (!WithinRange("rebuild_checkpoint_interval", options.rebuild_tuning.durable_interval,
+                   absl::Hours(1))) {
     return 1;
   }
   // Fault injection for the crash tests: blue-green jobs stop at this phase until killed.
