@@ -116,7 +116,7 @@ absl::Status ValidateText(std::string_view field, std::string_view value, size_t
   return absl::OkStatus();
 }
 
-absl::Status Validate(const OpenAccountCommand& command) {
+absl::Status ValidateOpen(const OpenAccountCommand& command) {
   const std::string& number = command.account_number;
   if (number.empty()) return InvalidField("account_number", "is required");
   if (number.size() > kMaxAccountNumberLength) {
@@ -146,12 +146,12 @@ absl::Status ValidateWithdrawal(const WithdrawalCommand& command) {
   return ValidateDeposit(command);
 }
 
-absl::Status Validate(const CloseAccountCommand& command) {
+absl::Status ValidateClose(const CloseAccountCommand& command) {
   RETURN_IF_ERROR(ValidateAccountId("account_id", command.account_id));
   return ValidateText("reason", command.reason, kMaxReasonLength, false);
 }
 
-absl::Status Validate(const TransferCommand& command) {
+absl::Status ValidateTransfer(const TransferCommand& command) {
   RETURN_IF_ERROR(ValidateAccountId("from_account_id", command.from_account_id));
   RETURN_IF_ERROR(ValidateAccountId("to_account_id", command.to_account_id));
   if (command.from_account_id == command.to_account_id) {

@@ -91,11 +91,11 @@ struct TransferCommand {
 absl::Status ValidateAccountId(std::string_view field, std::string_view account_id);
 absl::Status ValidateText(std::string_view field, std::string_view value, size_t max_length,
                           bool required);
-absl::Status Validate(const OpenAccountCommand& command);
+absl::Status ValidateOpen(const OpenAccountCommand& command);
 absl::Status ValidateDeposit(const DepositCommand& command);
 absl::Status ValidateWithdrawal(const WithdrawalCommand& command);
-absl::Status Validate(const CloseAccountCommand& command);
-absl::Status Validate(const TransferCommand& command);
+absl::Status ValidateClose(const CloseAccountCommand& command);
+absl::Status ValidateTransfer(const TransferCommand& command);
 
 // Decisions. `state` is the account's state at the version the events will be appended after.
 absl::StatusOr<std::vector<NewEvent>> DecideOpen(const AccountState& state,

@@ -59,8 +59,8 @@ class RowStore {
   // start loading it into the CPU cache, in two steps: Prefetch() some events ahead loads where
   // the row is found, and PrefetchRow() for the same key a few events later, which reads what
   // the first loaded, loads the row itself. Never needed for correctness.
-  virtual void Prefetch(std::string_view key) {}
-  virtual void PrefetchRow(std::string_view key) {}
+  virtual void Prefetch(std::string_view /*key*/) {}
+  virtual void PrefetchRow(std::string_view /*key*/) {}
 };
 
 class Projector {
@@ -76,11 +76,13 @@ class Projector {
   virtual bool requires_global_order() const { return false; }
   // The message type stored under row `key`, for tools that show rows (DiffProjection); null
   // when unknown, and the row is then shown as bytes.
-  virtual const google::protobuf::Message* RowType(std::string_view key) const { return nullptr; }
+  virtual const google::protobuf::Message* RowType(std::string_view /*key*/) const {
+    return nullptr;
+  }
   // The key of the row an event of `stream_id` touches, when it follows from the stream alone
   // (rows keyed by the stream's entity); empty otherwise. A replay uses it to prefetch rows a
   // few events ahead; Apply still decides which rows it touches.
-  virtual std::string_view RowKeyHint(std::string_view stream_id) const { return {}; }
+  virtual std::string_view RowKeyHint(std::string_view /*stream_id*/) const { return {}; }
 
   // Folds one event into `rows`. Events of a consumed category that the projector has no
   // handler for are ignored (OK). A non-OK status is a handler error: the engine records it

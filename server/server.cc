@@ -3,7 +3,6 @@
 #include <fstream>
 #include <sstream>
 
-#include "absl/time/clock.h"
 #include "domain/account_projectors.h"
 #include "domain/money.h"
 #include "domain/status_macros.h"
@@ -99,6 +98,7 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
   ASSIGN_OR_RETURN(server->store_,
                    storage::RocksDbEventStore::Open(server->database_.get(), store_options));
   server->snapshots_ = std::make_unique<storage::SnapshotStore>(server->database_.get());
+  RETURN_IF_ERROR(AccountCommandsService::CheckTable());
   server->handler_ = std::make_unique<CommandHandler>(
       server->store_.get(), server->snapshots_.get(), &server->registry_, server->clock_);
 
@@ -110,22 +110,26 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
   engine_options.tail_interval = options.projection_tail_interval;
   engine_options.rollback_window = options.rollback_window;
   engine_options.initial_versions = options.initial_projection_versions;
-  server->engine_ = std::make_unique<ProjectionEngine>(server->views_.get(), server->store_.get(),
-                                                       &server->registry_, engine_options);
+  server->engine_ =
+      std::make_unique<ProjectionEngine>(server->views_.get(), server->store_.get(),
+                                         &server->registry_, server->clock_, engine_options);
   RETURN_IF_ERROR(server->engine_->Start(live));
 
   const Authenticator* auth = server->auth_.get();
+  const Clock* clock = server->clock_;
   server->commands_service_ =
-      std::make_unique<AccountCommandsService>(server->handler_.get(), auth);
-  server->queries_service_ = std::make_unique<AccountQueriesService>(server->engine_.get(), auth);
+      std::make_unique<AccountCommandsService>(server->handler_.get(), auth, clock);
+  server->queries_service_ =
+      std::make_unique<AccountQueriesService>(server->engine_.get(), auth, clock);
   server->event_log_service_ = std::make_unique<EventLogService>(
-      server->store_.get(), &server->registry_, &server->stopping_, auth);
-  server->rebuilds_ = std::make_unique<RebuildManager>(server->engine_.get(), server->store_.get(),
-                                                       &server->registry_, options.rebuild_tuning);
+      server->store_.get(), &server->registry_, &server->serving_, auth, clock);
+  server->rebuilds_ = std::make_unique<RebuildManager>(
+      server->engine_.get(), server->store_.get(), &server->registry_, clock,
+      options.rebuild_tuning, options.rebuild_observer);
   server->rebuilds_->ResumeInterrupted();
-  server->admin_service_ =
-      std::make_unique<ProjectionAdminService>(server->engine_.get(), server->store_.get(),
-                                               server->rebuilds_.get(), &server->stopping_, auth);
+  server->admin_service_ = std::make_unique<ProjectionAdminService>(
+      server->engine_.get(), server->store_.get(), server->rebuilds_.get(), &server->serving_, auth,
+      clock);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -165,10 +169,12 @@ std::string FidelisServer::address() const {
 void FidelisServer::Shutdown() {
   if (shut_down_.exchange(true)) return;
   spdlog::info("fidelisd shutting down");
-  stopping_.store(true);
+  // Streams end now with UNAVAILABLE rather than at the end of the grace period.
+  serving_.Stop();
   if (grpc_server_) {
     grpc_server_->GetHealthCheckService()->SetServingStatus(false);
-    grpc_server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
+    grpc_server_->Shutdown(std::chrono::system_clock::now() +
+                           absl::ToChronoNanoseconds(options_.shutdown_grace));
     grpc_server_->Wait();
   }
   const bool store_healthy = store_ == nullptr || store_->healthy();

@@ -1,6 +1,6 @@
-// FidelisServer: owns and wires every part of a running service: the database, the event log,
-// the command handler, the projection engine and the gRPC server with its services, health
-// checking and reflection.
+// FidelisServer: the composition root. Owns and wires every part of a running service: the
+// databases, the event log, the write side (server/write/), the read side (server/read/) and
+// the gRPC server with its services (server/api/), health checking and reflection.
 //
 // Lifetime: Start() builds everything and begins serving; Shutdown() stops accepting calls,
 // lets in-flight ones finish (up to a grace period), stops the projections and closes RocksDB.
@@ -18,10 +18,10 @@
 #include "domain/event_registry.h"
 #include "domain/projector.h"
 #include "grpcpp/server.h"
-#include "server/command_handler.h"
-#include "server/projection_engine.h"
-#include "server/rebuild.h"
-#include "server/services.h"
+#include "server/api/services.h"
+#include "server/read/projection_engine.h"
+#include "server/read/rebuild_manager.h"
+#include "server/write/command_handler.h"
 #include "storage/database.h"
 #include "storage/rocksdb_event_store.h"
 #include "storage/snapshot_store.h"
@@ -42,8 +42,11 @@ struct ServerOptions {
   // The version each projection starts with when the database has none of it yet (by
   // default the newest in the binary).
   std::map<std::string, uint32_t, std::less<>> initial_projection_versions;
-  // Rebuild priority, rate and yielding defaults (server/rebuild.h).
+  // Rebuild priority, rate and yielding defaults (server/read/rebuild_job.h).
   RebuildTuning rebuild_tuning;
+  // Told of each phase a rebuild enters (tests hold jobs at a phase with one). Not owned; null
+  // means none.
+  RebuildObserver* rebuild_observer = nullptr;
   // Appends waiting for the event log's writer beyond which commands are refused at once
   // with RESOURCE_EXHAUSTED instead of piling up.
   size_t max_pending_appends = 4096;
@@ -112,7 +115,7 @@ class FidelisServer {
   std::unique_ptr<EventLogService> event_log_service_;
   std::unique_ptr<ProjectionAdminService> admin_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
-  std::atomic<bool> stopping_{false};
+  ServingState serving_;
   std::atomic<bool> shut_down_{false};
   int port_ = 0;
 };

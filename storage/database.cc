@@ -40,8 +40,7 @@ class StreamOfKey : public rocksdb::SliceTransform {
   static constexpr size_t kVersionBytes = 8;
 };
 
-rocksdb::ColumnFamilyOptions FamilyOptions(const DatabaseOptions& options,
-                                           const std::shared_ptr<rocksdb::Cache>& cache,
+rocksdb::ColumnFamilyOptions FamilyOptions(const std::shared_ptr<rocksdb::Cache>& cache,
                                            std::string_view name) {
   rocksdb::ColumnFamilyOptions cf;
   if (name == kStreamsFamily) {
@@ -90,7 +89,7 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const auto& name : names) {
-    descriptors.emplace_back(name, FamilyOptions(options, database->cache_, name));
+    descriptors.emplace_back(name, FamilyOptions(database->cache_, name));
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
@@ -137,7 +136,7 @@ absl::StatusOr<rocksdb::ColumnFamilyHandle*> Database::CreateFamily(const std::s
   auto it = families_.find(name);
   if (it != families_.end()) return it->second;
   rocksdb::ColumnFamilyHandle* handle = nullptr;
-  rocksdb::Status s = db_->CreateColumnFamily(FamilyOptions(options_, cache_, name), name, &handle);
+  rocksdb::Status s = db_->CreateColumnFamily(FamilyOptions(cache_, name), name, &handle);
   if (!s.ok()) return FromRocks(s, StrCat("creating column family ", name));
   families_[name] = handle;
   return handle;

@@ -86,6 +86,23 @@ class Database {
   std::map<std::string, rocksdb::ColumnFamilyHandle*, std::less<>> families_ ABSL_GUARDED_BY(mu_);
 };
 
+// A consistent view of a Database as of its creation, released on destruction. Reads given
+// get() see no later write. The Database must outlive it; any thread.
+class ReadSnapshot {
+ public:
+  explicit ReadSnapshot(Database* database)
+      : database_(database), snapshot_(database->db()->GetSnapshot()) {}
+  ~ReadSnapshot() { database_->db()->ReleaseSnapshot(snapshot_); }
+  ReadSnapshot(const ReadSnapshot&) = delete;
+  ReadSnapshot& operator=(const ReadSnapshot&) = delete;
+
+  const rocksdb::Snapshot* get() const { return snapshot_; }
+
+ private:
+  Database* const database_;
+  const rocksdb::Snapshot* const snapshot_;
+};
+
 // Maps a RocksDB status to the canonical code: IOError/NoSpace -> UNAVAILABLE,
 // Corruption -> DATA_LOSS, NotFound -> NOT_FOUND, others -> INTERNAL. `what` prefixes the
 // message.

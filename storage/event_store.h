@@ -1,8 +1,9 @@
 // EventStore: the append-only event log, as an interface.
 //
-// The embedded implementation is RocksDbEventStore; a distributed log can implement the same
-// contract later. The contract is deliberately small: a batch of events for one or more
-// streams, each with its own expected version, goes in; consecutive global positions come out.
+// The embedded implementation is RocksDbEventStore; a distributed log implements the same
+// contract. The contract is deliberately small: a batch of events for one or more streams,
+// each with its own expected version, goes in; consecutive global positions come out.
+// tests/storage/event_store_contract.h holds the tests every implementation must pass.
 //
 // Guarantees every implementation gives:
 //   - Global positions start at 1, are gapless and strictly increasing in commit order.
@@ -12,6 +13,7 @@
 //   - Append returns only after the batch is durable to the configured degree.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -19,9 +21,11 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "fidelis/v1/events.pb.h"
 
@@ -71,6 +75,16 @@ struct AppendResult {
 
 // Receives an append's outcome. Called exactly once.
 using AppendCallback = absl::AnyInvocable<void(absl::StatusOr<AppendResult>) &&>;
+
+// Told when the head of the log advances, for readers that follow it without a thread of their
+// own (the SubscribeAll stream). Called on the thread that committed the events (the store's
+// writer thread), after HeadPosition() shows them; it must be quick and must not block or call
+// back into the store's write path.
+class HeadListener {
+ public:
+  virtual ~HeadListener() = default;
+  virtual void OnHeadAdvanced(uint64_t head) = 0;
+};
 
 class EventStore {
  public:
@@ -129,12 +143,34 @@ class EventStore {
   // The position of the newest committed event; 0 for an empty log. Thread-safe.
   virtual uint64_t HeadPosition() const = 0;
 
-  // Blocks until HeadPosition() > after_position or `deadline` passes; returns the head.
-  virtual uint64_t WaitForHead(uint64_t after_position, absl::Time deadline) const = 0;
+  // Blocks until HeadPosition() > after_position or `timeout` passes; returns the head.
+  // The wait runs on the steady clock.
+  virtual uint64_t WaitForHead(uint64_t after_position, absl::Duration timeout) const = 0;
 
   // Appends waiting to be written right now: non-zero while commands queue for the log.
   // Background work (rebuilds) pauses while it is. Thread-safe; may be momentarily stale.
   virtual size_t PendingAppends() const { return 0; }
+
+  // Blocks until no append waits to be written or `timeout` passes; true when none waits.
+  // A store with a writer queue wakes the caller when its queue drains, so a rebuild that
+  // yields to commands resumes the moment they are written. The default, for stores without
+  // a queue, does not wait.
+  virtual bool WaitUntilNoPendingAppends(absl::Duration timeout) const;
+
+  // Registers `listener` for OnHeadAdvanced calls until RemoveHeadListener. Not owned; it must
+  // stay valid until RemoveHeadListener returns, which waits for a call in progress. Thread-safe.
+  void AddHeadListener(HeadListener* listener) const;
+  void RemoveHeadListener(HeadListener* listener) const;
+
+ protected:
+  // Implementations call this after publishing a new head.
+  void NotifyHeadListeners(uint64_t head) const;
+
+ private:
+  mutable absl::Mutex listeners_mu_;
+  mutable std::vector<HeadListener*> listeners_ ABSL_GUARDED_BY(listeners_mu_);
+  // Read without the lock on the writer's path, so that a store nobody follows pays nothing.
+  mutable std::atomic<size_t> listener_count_{0};
 };
 
 }  // namespace fidelis::storage

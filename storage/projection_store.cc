@@ -52,30 +52,6 @@ std::optional<BuildId> BuildId::Parse(std::string_view text) {
   return id;
 }
 
-absl::StatusOr<v1::ProjectionCatalog> ReadCatalog(const Database& database, std::string_view name) {
-  std::string value;
-  rocksdb::Status s = database.db()->Get(rocksdb::ReadOptions(), database.Family(kMetaFamily),
-                                         CatalogKey(name), &value);
-  v1::ProjectionCatalog catalog;
-  if (s.IsNotFound()) return catalog;
-  RETURN_IF_ERROR(FromRocks(s, StrCat("reading the catalog of projection ", name)));
-  if (!catalog.ParseFromString(value)) {
-    return absl::DataLossError(StrCat("the catalog of projection ", name, " does not parse"));
-  }
-  return catalog;
-}
-
-void PutCatalog(const Database& database, std::string_view name,
-                const v1::ProjectionCatalog& catalog, rocksdb::WriteBatch* batch) {
-  batch->Put(database.Family(kMetaFamily), CatalogKey(name), catalog.SerializeAsString());
-}
-
-absl::Status WriteSynced(Database& database, rocksdb::WriteBatch* batch, std::string_view what) {
-  rocksdb::WriteOptions options;
-  options.sync = true;
-  return FromRocks(database.db()->Write(options, batch), what);
-}
-
 absl::StatusOr<std::unique_ptr<ProjectionStore>> ProjectionStore::Open(Database* database,
                                                                        std::string name,
                                                                        BuildId build) {

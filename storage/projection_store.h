@@ -8,8 +8,8 @@
 //   ProjectionBatch - a RowStore that buffers parsed rows in memory and writes them back with
 //                     the new checkpoint atomically (one RocksDB batch, or one ingested SST
 //                     file for bulk loads). Used by one thread.
-//   BuildId         - names one build: a projector version and a generation.
-//   Catalog         - which builds of a projection are live, shadow and previous (meta family).
+//   BuildId         - names one build: a projector version and a generation. Which builds a
+//                     projection has is recorded in its catalog (build_catalog.h).
 #pragma once
 
 #include <cstdint>
@@ -52,14 +52,6 @@ struct BuildId {
     return version == other.version && generation == other.generation;
   }
 };
-
-// The catalog of projection `name`; empty when none was ever written.
-absl::StatusOr<v1::ProjectionCatalog> ReadCatalog(const Database& database, std::string_view name);
-// Adds the write of `catalog` to `batch`.
-void PutCatalog(const Database& database, std::string_view name,
-                const v1::ProjectionCatalog& catalog, rocksdb::WriteBatch* batch);
-// Writes `batch` synced: the WAL reaches the disk before it returns.
-absl::Status WriteSynced(Database& database, rocksdb::WriteBatch* batch, std::string_view what);
 
 class ProjectionStore {
  public:

@@ -15,37 +15,6 @@
 
 namespace fidelis::storage {
 
-absl::StatusOr<std::vector<v1::StoredEvent>> EventStore::ReadAll(uint64_t from_position,
-                                                                 size_t max_count) const {
-  std::vector<v1::StoredEvent> events;
-  RETURN_IF_ERROR(Scan(from_position, max_count, [&events](const v1::StoredEvent& event) {
-    events.push_back(event);
-    return true;
-  }));
-  return events;
-}
-
-absl::Status EventStore::ScanRaw(
-    uint64_t from_position, size_t max_count,
-    const std::function<bool(uint64_t, std::string_view)>& visit) const {
-  std::string bytes;
-  return Scan(from_position, max_count, [&](const v1::StoredEvent& event) {
-    event.SerializeToString(&bytes);
-    return visit(event.global_position(), bytes);
-  });
-}
-
-absl::StatusOr<AppendResult> EventStore::Append(AppendRequest request) {
-  absl::Notification written;
-  absl::StatusOr<AppendResult> result;
-  AppendAsync(std::move(request), [&](absl::StatusOr<AppendResult> outcome) {
-    result = std::move(outcome);
-    written.Notify();
-  });
-  written.WaitForNotification();
-  return result;
-}
-
 struct RocksDbEventStore::Writer {
   Writer(AppendRequest r, AppendCallback d) : request(std::move(r)), done(std::move(d)) {}
   AppendRequest request;
@@ -259,7 +228,12 @@ void RocksDbEventStore::WriterLoop() {
     CommitGroup(group);
     // Results go out in queue order; the callbacks run without any lock held.
     for (std::unique_ptr<Writer>& w : group) std::move(w->done)(std::move(w->result));
-    pending_.fetch_sub(group.size(), std::memory_order_relaxed);
+    // Sequentially consistent with WaitUntilNoPendingAppends: either it sees pending_ at zero,
+    // or this sees its waiter count.
+    if (pending_.fetch_sub(group.size()) == group.size() && drain_waiters_.load() > 0) {
+      absl::MutexLock lock(&drain_mu_);
+      drained_cv_.SignalAll();
+    }
     group.clear();
   }
 }
@@ -323,9 +297,12 @@ void RocksDbEventStore::CommitGroup(std::vector<std::unique_ptr<Writer>>& group)
     rocksdb::Status written = database_->db()->Write(write_options, &batch);
     if (written.ok()) {
       for (auto& [stream, version] : group_heads) heads_[stream] = version;
-      absl::MutexLock head_lock(&head_mu_);
-      head_position_.store(next_position - 1, std::memory_order_release);
-      head_cv_.SignalAll();
+      {
+        absl::MutexLock head_lock(&head_mu_);
+        head_position_.store(next_position - 1, std::memory_order_release);
+        head_cv_.SignalAll();
+      }
+      NotifyHeadListeners(next_position - 1);
     } else {
       absl::Status failed = FromRocks(written, "appending to the event log");
       failed = absl::UnavailableError(
@@ -448,13 +425,28 @@ absl::Status RocksDbEventStore::ScanRaw(
   return FromRocks(it->status(), "scanning the event log");
 }
 
-uint64_t RocksDbEventStore::WaitForHead(uint64_t after_position, absl::Time deadline) const {
-  const SteadyTime until = SteadyDeadline(deadline);
+uint64_t RocksDbEventStore::WaitForHead(uint64_t after_position, absl::Duration timeout) const {
+  const SteadyTime until = SteadyAfter(timeout);
   absl::MutexLock lock(&head_mu_);
   while (head_position_.load(std::memory_order_acquire) <= after_position) {
     if (!head_cv_.WaitUntil(&head_mu_, until)) break;
   }
   return head_position_.load(std::memory_order_acquire);
+}
+
+bool RocksDbEventStore::WaitUntilNoPendingAppends(absl::Duration timeout) const {
+  if (pending_.load() == 0) return true;
+  const SteadyTime until = SteadyAfter(timeout);
+  drain_waiters_.fetch_add(1);
+  {
+    absl::MutexLock lock(&drain_mu_);
+    // The writer signals under drain_mu_ after lowering pending_, so a drain between this test
+    // and the wait is not missed.
+    while (pending_.load() > 0 && drained_cv_.WaitUntil(&drain_mu_, until)) {
+    }
+  }
+  drain_waiters_.fetch_sub(1);
+  return pending_.load() == 0;
 }
 
 }  // namespace fidelis::storage

@@ -65,8 +65,9 @@ class RocksDbEventStore : public EventStore {
   absl::Status ScanRaw(uint64_t from_position, size_t max_count,
                        const std::function<bool(uint64_t, std::string_view)>& visit) const override;
   uint64_t HeadPosition() const override { return head_position_.load(std::memory_order_acquire); }
-  uint64_t WaitForHead(uint64_t after_position, absl::Time deadline) const override;
+  uint64_t WaitForHead(uint64_t after_position, absl::Duration timeout) const override;
   size_t PendingAppends() const override { return pending_.load(std::memory_order_relaxed); }
+  bool WaitUntilNoPendingAppends(absl::Duration timeout) const override;
 
   // False once a write failed (appends are then refused until the store is reopened).
   bool healthy();
@@ -113,6 +114,11 @@ class RocksDbEventStore : public EventStore {
   std::atomic<size_t> pending_{0};
   mutable absl::Mutex head_mu_;
   mutable SteadyCondVar head_cv_;
+  // WaitUntilNoPendingAppends callers; the writer signals drained_cv_ when the queue empties
+  // and one waits (and only then, so that an unwatched store pays nothing per group).
+  mutable std::atomic<int> drain_waiters_{0};
+  mutable absl::Mutex drain_mu_;
+  mutable SteadyCondVar drained_cv_;
 
   std::thread writer_;  // Last: started once everything above is initialised.
 };

@@ -25,13 +25,22 @@ namespace fidelis::storage {
 
 using SteadyTime = std::chrono::steady_clock::time_point;
 
-// `deadline`, read against the wall clock now, as a point on the steady clock. A deadline in
-// the past is now; one further than a year (an infinite one included) is a year from now, so
-// a caller waiting without a deadline simply waits again.
-inline SteadyTime SteadyDeadline(absl::Time deadline) {
-  const absl::Duration left =
-      std::clamp(deadline - absl::Now(), absl::ZeroDuration(), absl::Hours(24 * 365));
+// `timeout` from now, as a point on the steady clock. A negative timeout is now; one longer
+// than a year (an infinite one included) is a year from now, so a caller waiting without a
+// deadline simply waits again.
+inline SteadyTime SteadyAfter(absl::Duration timeout) {
+  const absl::Duration left = std::clamp(timeout, absl::ZeroDuration(), absl::Hours(24 * 365));
   return std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(left);
+}
+
+// As above, with `now` read from the caller's clock (domain/clock.h), so that a deadline taken
+// from an injected clock is measured against the same clock.
+inline SteadyTime SteadyDeadline(absl::Time deadline, absl::Time now) {
+  return SteadyAfter(deadline - now);
+}
+
+inline SteadyTime SteadyDeadline(absl::Time deadline) {
+  return SteadyDeadline(deadline, absl::Now());
 }
 
 class SteadyCondVar {

@@ -33,7 +33,7 @@ AccountState OpenedWith(int64_t balance, const char* id = kId) {
 std::string Field(const absl::Status& status) { return FieldOf(status).value_or(""); }
 
 TEST(AccountTest, OpenProducesAccountOpenedAtVersionOne) {
-  ASSERT_OK(Validate(ValidOpen()));
+  ASSERT_OK(ValidateOpen(ValidOpen()));
   auto events = DecideOpen(AccountState{}, ValidOpen());
   ASSERT_OK(events);
   ASSERT_EQ(events->size(), 1u);
@@ -52,32 +52,32 @@ TEST(AccountTest, OpeningAnExistingAccountIsAlreadyExists) {
 TEST(AccountTest, OpenValidationNamesTheField) {
   OpenAccountCommand c = ValidOpen();
   c.account_number = "";
-  EXPECT_EQ(Field(Validate(c)), "account_number");
+  EXPECT_EQ(Field(ValidateOpen(c)), "account_number");
   c.account_number = "NL-91";
-  EXPECT_EQ(Field(Validate(c)), "account_number");
+  EXPECT_EQ(Field(ValidateOpen(c)), "account_number");
   c.account_number = std::string(35, '1');
-  EXPECT_EQ(Field(Validate(c)), "account_number");
+  EXPECT_EQ(Field(ValidateOpen(c)), "account_number");
   c = ValidOpen();
   c.holder_name = "";
-  EXPECT_EQ(Field(Validate(c)), "holder_name");
+  EXPECT_EQ(Field(ValidateOpen(c)), "holder_name");
   c.holder_name = "bad \xff utf8";
-  EXPECT_EQ(Field(Validate(c)), "holder_name");
+  EXPECT_EQ(Field(ValidateOpen(c)), "holder_name");
   c.holder_name = "tab\there";
-  EXPECT_EQ(Field(Validate(c)), "holder_name");
+  EXPECT_EQ(Field(ValidateOpen(c)), "holder_name");
   c.holder_name = std::string(201, 'a');
-  EXPECT_EQ(Field(Validate(c)), "holder_name");
+  EXPECT_EQ(Field(ValidateOpen(c)), "holder_name");
   c.holder_name = "Zoë Ñúñez 山田";
-  EXPECT_OK(Validate(c));
+  EXPECT_OK(ValidateOpen(c));
   c = ValidOpen();
   c.opening_minor_units = -1;
-  EXPECT_EQ(Field(Validate(c)), "opening_deposit.minor_units");
+  EXPECT_EQ(Field(ValidateOpen(c)), "opening_deposit.minor_units");
   c = ValidOpen();
   c.opening_minor_units = 0;
-  EXPECT_OK(Validate(c));
+  EXPECT_OK(ValidateOpen(c));
   c.currency = "ABC";
-  EXPECT_EQ(Field(Validate(c)), "opening_deposit.currency");
+  EXPECT_EQ(Field(ValidateOpen(c)), "opening_deposit.currency");
   c.currency = "";
-  EXPECT_EQ(Field(Validate(c)), "opening_deposit.currency");
+  EXPECT_EQ(Field(ValidateOpen(c)), "opening_deposit.currency");
 }
 
 TEST(AccountTest, DepositValidationRejectsZeroNegativeAndBadIds) {
@@ -142,10 +142,10 @@ TEST(AccountTest, AClosedAccountTakesNoFurtherCommands) {
 
 TEST(AccountTest, TransferRules) {
   TransferCommand t{"t1", kId, kOther, 100, "EUR", ""};
-  ASSERT_OK(Validate(t));
+  ASSERT_OK(ValidateTransfer(t));
   TransferCommand same = t;
   same.to_account_id = kId;
-  EXPECT_EQ(Field(Validate(same)), "to_account_id");
+  EXPECT_EQ(Field(ValidateTransfer(same)), "to_account_id");
   AccountState from = OpenedWith(150), to = OpenedWith(0, kOther);
   auto events = DecideTransfer(from, to, t);
   ASSERT_OK(events);

@@ -16,7 +16,8 @@
 namespace fidelis::testing {
 namespace {
 
-const std::string kServer = FIDELISD_PATH;
+// fidelisd with the hook that holds a rebuild at a phase (fidelisd_harness_main.cc).
+const std::string kServer = FIDELISD_HARNESS_PATH;
 const std::string kSeed = FIDELIS_SEED_PATH;
 
 class BlueGreenCrashTest : public ::testing::TestWithParam<v1::RebuildPhase> {
@@ -27,17 +28,11 @@ class BlueGreenCrashTest : public ::testing::TestWithParam<v1::RebuildPhase> {
     ASSERT_EQ(seeded.exit_code, 0) << seeded.output;
   }
 
-  // Starts fidelisd; with `pause_at`, blue-green jobs stop at that phase (a test hook).
+  // Starts the server; with `pause_at`, rebuild jobs stop at that phase.
   void Start(const std::string& pause_at) {
-    if (pause_at.empty()) {
-      unsetenv("FIDELIS_TEST_PAUSE_REBUILD_AT");
-    } else {
-      setenv("FIDELIS_TEST_PAUSE_REBUILD_AT", pause_at.c_str(), 1);
-    }
-    server_ = std::make_unique<Child>(
-        std::vector<std::string>{kServer, "--listen=127.0.0.1:0", "--data_dir=" + dir_.Sub("data"),
-                                 "--log_level=error", "--rebuild_checkpoint_interval=200ms"});
-    unsetenv("FIDELIS_TEST_PAUSE_REBUILD_AT");
+    server_ = std::make_unique<Child>(std::vector<std::string>{
+        kServer, "--listen=127.0.0.1:0", "--data_dir=" + dir_.Sub("data"), "--log_level=error",
+        "--rebuild_checkpoint_interval=200ms", "--pause_rebuild_at=" + pause_at});
     const std::string line = server_->ReadLine();
     ASSERT_EQ(line.rfind("listening on ", 0), 0u) << line;
     auto channel = grpc::CreateChannel(line.substr(13), grpc::InsecureChannelCredentials());

@@ -45,7 +45,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (!r.ParseFromArray(bytes.data(), bytes.size())) return 0;
       OpenAccountCommand c{"0123456789abcdef0123456789abcdef", r.account_number(), r.holder_name(),
                            r.opening_deposit().minor_units(), r.opening_deposit().currency()};
-      if (Validate(c).ok()) {
+      if (ValidateOpen(c).ok()) {
         ApplyAll(AccountState{}, DecideOpen(AccountState{}, c));
         (void)DecideOpen(state, c);
       }
@@ -67,7 +67,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       v1::CloseAccountRequest r;
       if (!r.ParseFromArray(bytes.data(), bytes.size())) return 0;
       CloseAccountCommand c{r.account_id(), r.reason()};
-      if (Validate(c).ok()) ApplyAll(state, DecideClose(state, c));
+      if (ValidateClose(c).ok()) ApplyAll(state, DecideClose(state, c));
       break;
     }
     case 4: {
@@ -79,7 +79,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                         r.amount().minor_units(),
                         r.amount().currency(),
                         r.reference()};
-      if (!Validate(c).ok()) return 0;
+      if (!ValidateTransfer(c).ok()) return 0;
       AccountState to = StateFor(data[1] >> 2);
       auto events = DecideTransfer(state, to, c);
       if (events.ok()) {

@@ -2,6 +2,7 @@
 // temporary directory, and talks to it through the generated stubs over real gRPC.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -24,7 +25,7 @@ class ServerTest : public ::testing::Test {
   void SetUp() override { StartServer(); }
   void TearDown() override { StopServer(); }
 
-  virtual void Configure(server::ServerOptions& options) {}
+  virtual void Configure(server::ServerOptions& /*options*/) {}
 
   void StartServer() {
     server::ServerOptions options;
@@ -131,6 +132,34 @@ class ServerTest : public ::testing::Test {
   }
 
   uint64_t Head() { return server_->event_store()->HeadPosition(); }
+
+  // The live build of projection `name`.
+  std::shared_ptr<server::ProjectionRunner> Live(std::string_view name) {
+    absl::StatusOr<server::ProjectionView> view = server_->engine()->View(name);
+    EXPECT_TRUE(view.ok()) << view.status();
+    return view.ok() ? view->live : nullptr;
+  }
+
+  // Every row of the live build of `projection`, serialized, keyed by row key.
+  std::map<std::string, std::string> Rows(std::string_view projection) {
+    std::map<std::string, std::string> rows;
+    auto runner = Live(projection);
+    if (runner == nullptr) return rows;
+    EXPECT_OK(runner->store().Scan("", SIZE_MAX, [&](std::string_view k, std::string_view v) {
+      rows.emplace(std::string(k), std::string(v));
+      return true;
+    }));
+    return rows;
+  }
+
+  // The live build of every projection.
+  std::vector<std::shared_ptr<server::ProjectionRunner>> LiveBuilds() {
+    std::vector<std::shared_ptr<server::ProjectionRunner>> builds;
+    for (const server::ProjectionView& view : server_->engine()->Views()) {
+      builds.push_back(view.live);
+    }
+    return builds;
+  }
 
   TempDir dir_;
   std::unique_ptr<server::FidelisServer> server_;

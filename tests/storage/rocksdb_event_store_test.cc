@@ -1,310 +1,75 @@
+// RocksDbEventStore: the EventStore contract suite (event_store_contract.h) on real RocksDB in a
+// fresh directory, and what only this implementation does: pacing its syncs.
 #include "storage/rocksdb_event_store.h"
 
 #include <atomic>
 #include <memory>
 #include <thread>
 
-#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "storage/database.h"
+#include "tests/storage/event_store_contract.h"
 #include "tests/test_util.h"
 
 namespace fidelis::storage {
 namespace {
 
-EventToAppend Event(std::string type, std::string payload = "p") {
-  EventToAppend e;
-  e.type = std::move(type);
-  e.schema_version = 1;
-  e.timestamp_micros = 42;
-  e.payload = std::move(payload);
-  e.metadata.set_command_id("c");
-  return e;
-}
-
-AppendRequest OneStream(const std::string& stream, int64_t expected, int events = 1) {
-  AppendRequest request;
-  StreamAppend& s = request.streams.emplace_back();
-  s.stream_id = stream;
-  s.expected_version = expected;
-  for (int i = 0; i < events; ++i) s.events.push_back(Event("E" + std::to_string(i)));
-  return request;
-}
-
-class EventStoreTest : public ::testing::Test {
- protected:
-  void SetUp() override { Open(); }
-  void Open(const DatabaseOptions& db_options = {}, const EventStoreOptions& options = {}) {
-    auto db = Database::Open(dir_.path(), db_options);
-    ASSERT_OK(db);
-    db_ = std::move(*db);
-    auto store = RocksDbEventStore::Open(db_.get(), options);
-    ASSERT_OK(store);
-    store_ = std::move(*store);
-  }
-  void Close() {
+class RocksDbHarness : public EventStoreHarness {
+ public:
+  RocksDbHarness() { Open(); }
+  EventStore* store() override { return store_.get(); }
+  void Close() override {
     store_.reset();
     db_.reset();
   }
+  void Open() override {
+    db_ = std::move(Database::Open(dir_.path(), {})).value();
+    store_ = std::move(RocksDbEventStore::Open(db_.get())).value();
+  }
 
+ private:
   testing::TempDir dir_;
   std::unique_ptr<Database> db_;
   std::unique_ptr<RocksDbEventStore> store_;
 };
 
-TEST_F(EventStoreTest, AMultiStreamAppendTakesConsecutivePositions) {
-  AppendRequest request;
-  for (const char* name : {"A-1", "B-1"}) {
-    StreamAppend& s = request.streams.emplace_back();
-    s.stream_id = name;
-    s.expected_version = kExpectNoStream;
-    s.events = {Event("X"), Event("Y")};
-  }
-  auto result = store_->Append(request);
-  ASSERT_OK(result);
-  EXPECT_EQ(result->first_position, 1u);
-  EXPECT_EQ(result->last_position, 4u);
-  ASSERT_EQ(result->streams.size(), 2u);
-  EXPECT_EQ(result->streams[0].version(), 2);
-  EXPECT_EQ(result->streams[1].version(), 2);
-  auto all = store_->ReadAll(1, 100);
-  ASSERT_OK(all);
-  ASSERT_EQ(all->size(), 4u);
-  EXPECT_EQ((*all)[0].stream_id(), "A-1");
-  EXPECT_EQ((*all)[1].stream_version(), 2);
-  EXPECT_EQ((*all)[2].stream_id(), "B-1");
-  EXPECT_EQ((*all)[3].global_position(), 4u);
-  EXPECT_EQ((*all)[3].metadata().command_id(), "c");
+std::unique_ptr<EventStoreHarness> MakeRocksDbHarness() {
+  return std::make_unique<RocksDbHarness>();
 }
 
-TEST_F(EventStoreTest, AFailedExpectationWritesNothingAndNamesTheVersion) {
-  ASSERT_OK(store_->Append(OneStream("A-1", kExpectNoStream, 3)));
-  AppendRequest request = OneStream("A-1", 2);
-  StreamAppend& other = request.streams.emplace_back();
-  other.stream_id = "B-1";
-  other.expected_version = kExpectNoStream;
-  other.events.push_back(Event("X"));
-  auto result = store_->Append(request);
-  EXPECT_CODE(result, kAborted);
-  EXPECT_NE(result.status().message().find("current version is 3"), absl::string_view::npos);
-  EXPECT_EQ(std::string(*result.status().GetPayload(kCurrentVersionPayloadKey)), "3");
-  EXPECT_EQ(store_->HeadPosition(), 3u);
-  EXPECT_EQ(*store_->StreamVersion("B-1"), 0);
-  EXPECT_OK(store_->Append(OneStream("A-1", 3)));
-  EXPECT_OK(store_->Append(OneStream("A-1", kExpectAny)));
-  EXPECT_EQ(*store_->StreamVersion("A-1"), 5);
-}
+INSTANTIATE_TEST_SUITE_P(RocksDb, EventStoreContractTest, ::testing::Values(&MakeRocksDbHarness));
 
-TEST_F(EventStoreTest, MalformedBatchesAreInvalidArgument) {
-  EXPECT_CODE(store_->Append(AppendRequest{}), kInvalidArgument);
-  EXPECT_CODE(store_->Append(OneStream("", kExpectAny)), kInvalidArgument);
-  EXPECT_CODE(store_->Append(OneStream(std::string("a\0b", 3), kExpectAny)), kInvalidArgument);
-  EXPECT_CODE(store_->Append(OneStream("A-1", kExpectAny, 0)), kInvalidArgument);
-  AppendRequest twice = OneStream("A-1", kExpectAny);
-  twice.streams.push_back(twice.streams[0]);
-  EXPECT_CODE(store_->Append(twice), kInvalidArgument);
-  EXPECT_EQ(store_->HeadPosition(), 0u);
-}
-
-TEST_F(EventStoreTest, ACommandIdIsAppliedOnce) {
-  AppendRequest request = OneStream("A-1", kExpectAny, 2);
-  request.command_id = "cmd-1";
-  request.fingerprint = "payload";
-  auto first = store_->Append(request);
-  ASSERT_OK(first);
-  auto again = store_->Append(request);
-  ASSERT_OK(again);
-  EXPECT_TRUE(again->deduplicated);
-  EXPECT_EQ(again->first_position, first->first_position);
-  EXPECT_EQ(again->last_position, first->last_position);
-  EXPECT_EQ(again->streams[0].version(), 2);
-  EXPECT_EQ(store_->HeadPosition(), 2u);
-  request.fingerprint = "another payload";
-  EXPECT_CODE(store_->Append(request), kAlreadyExists);
-  EXPECT_EQ(store_->HeadPosition(), 2u);
-}
-
-TEST_F(EventStoreTest, ConcurrentAppendsAreGaplessAndContiguousPerStream) {
-  constexpr int kThreads = 8, kPerThread = 200;
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([this, t] {
-      for (int i = 0; i < kPerThread; ++i) {
-        auto result = store_->Append(OneStream("S-" + std::to_string(t % 3), kExpectAny));
-        ASSERT_OK(result);
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  EXPECT_EQ(store_->HeadPosition(), uint64_t{kThreads * kPerThread});
-  uint64_t expected_position = 1;
-  std::map<std::string, int64_t> versions;
-  ASSERT_OK(store_->Scan(1, 1 << 20, [&](const v1::StoredEvent& e) {
-    EXPECT_EQ(e.global_position(), expected_position++);
-    EXPECT_EQ(e.stream_version(), ++versions[e.stream_id()]);
-    return true;
-  }));
-  EXPECT_EQ(expected_position, uint64_t{kThreads * kPerThread} + 1);
-}
-
-TEST_F(EventStoreTest, AsyncAppendsFromOneThreadAreAnsweredInOrderOnTheWriterThread) {
-  // One thread queues 500 appends without waiting; the writer thread answers each once, in
-  // queue order, after its group is written.
-  constexpr int kAppends = 500;
-  absl::Mutex mu;
-  std::vector<uint64_t> positions;
-  int other_thread = 0;
-  const std::thread::id caller = std::this_thread::get_id();
-  for (int i = 0; i < kAppends; ++i) {
-    store_->AppendAsync(OneStream("S-" + std::to_string(i % 7), kExpectAny),
-                        [&](absl::StatusOr<AppendResult> result) {
-                          ASSERT_OK(result);
-                          absl::MutexLock lock(&mu);
-                          positions.push_back(result->first_position);
-                          if (std::this_thread::get_id() != caller) ++other_thread;
-                        });
-  }
-  {
-    absl::MutexLock lock(&mu);
-    mu.Await(absl::Condition(
-        +[](std::vector<uint64_t>* p) { return p->size() == kAppends; }, &positions));
-  }
-  EXPECT_EQ(other_thread, kAppends);
-  for (int i = 0; i < kAppends; ++i) EXPECT_EQ(positions[i], uint64_t(i + 1));
-  EXPECT_EQ(store_->HeadPosition(), uint64_t{kAppends});
-}
-
-TEST_F(EventStoreTest, AnAppendStartedFromACallbackGoesAheadOfTheQueue) {
-  // The first append's callback holds the writer until 300 appends from this thread are
-  // queued, then starts one more (as a command decided again after a conflict does). It is
-  // written next, not after the 300.
-  absl::Notification running, queued, all_done;
-  std::atomic<uint64_t> again_position{0};
-  std::atomic<int> answered{0};
-  store_->AppendAsync(OneStream("A-1", kExpectAny), [&](absl::StatusOr<AppendResult> first) {
-    ASSERT_OK(first);
-    running.Notify();
-    queued.WaitForNotification();
-    store_->AppendAsync(OneStream("A-1", kExpectAny), [&](absl::StatusOr<AppendResult> again) {
-      ASSERT_OK(again);
-      again_position = again->first_position;
-      if (++answered == 301) all_done.Notify();
-    });
+TEST(RocksDbEventStoreTest, AYieldingReaderWakesWhenTheQueueDrains) {
+  testing::TempDir dir;
+  auto db = std::move(Database::Open(dir.path(), {})).value();
+  auto store = std::move(RocksDbEventStore::Open(db.get())).value();
+  // The first append's callback holds the writer while a second waits in the queue.
+  auto held = std::make_shared<absl::Notification>();
+  auto release = std::make_shared<absl::Notification>();
+  store->AppendAsync(OneStream("A-1", kExpectAny), [held, release](absl::StatusOr<AppendResult>) {
+    held->Notify();
+    release->WaitForNotification();
   });
-  running.WaitForNotification();
-  for (int i = 0; i < 300; ++i) {
-    store_->AppendAsync(OneStream("B-1", kExpectAny), [&](absl::StatusOr<AppendResult> result) {
-      ASSERT_OK(result);
-      if (++answered == 301) all_done.Notify();
-    });
-  }
-  queued.Notify();
-  all_done.WaitForNotification();
-  EXPECT_EQ(again_position.load(), 2u);
-  EXPECT_EQ(store_->HeadPosition(), 302u);
-}
-
-TEST_F(EventStoreTest, AsyncAppendRefusedUpFrontIsAnsweredOnTheCallingThread) {
-  bool answered = false;
-  store_->AppendAsync(AppendRequest{}, [&](absl::StatusOr<AppendResult> result) {
-    EXPECT_CODE(result, kInvalidArgument);
-    answered = true;
+  held->WaitForNotification();
+  auto second_done = std::make_shared<absl::Notification>();
+  store->AppendAsync(OneStream("A-1", kExpectAny),
+                     [second_done](absl::StatusOr<AppendResult>) { second_done->Notify(); });
+  EXPECT_GT(store->PendingAppends(), 0u);
+  EXPECT_FALSE(store->WaitUntilNoPendingAppends(absl::Milliseconds(50)));
+  std::thread releaser([release] {
+    absl::SleepFor(absl::Milliseconds(20));
+    release->Notify();
   });
-  EXPECT_TRUE(answered);
-  EXPECT_EQ(store_->HeadPosition(), 0u);
-}
-
-TEST_F(EventStoreTest, ClosingTheStoreAnswersEveryQueuedAppend) {
-  std::atomic<int> ok{0};
-  for (int i = 0; i < 200; ++i) {
-    store_->AppendAsync(OneStream("A-1", kExpectAny), [&](absl::StatusOr<AppendResult> result) {
-      if (result.ok()) ++ok;
-    });
-  }
-  Close();  // Returns once the writer has written and answered everything queued.
-  EXPECT_EQ(ok.load(), 200);
-  Open();
-  EXPECT_EQ(store_->HeadPosition(), 200u);
-}
-
-TEST_F(EventStoreTest, ConcurrentWritersWithTheSameExpectationHaveOneWinner) {
-  ASSERT_OK(store_->Append(OneStream("A-1", kExpectNoStream)));
-  std::atomic<int> winners{0}, conflicts{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 16; ++t) {
-    threads.emplace_back([&] {
-      auto r = store_->Append(OneStream("A-1", 1));
-      if (r.ok()) ++winners;
-      if (r.status().code() == absl::StatusCode::kAborted) ++conflicts;
-    });
-  }
-  for (auto& t : threads) t.join();
-  EXPECT_EQ(winners.load(), 1);
-  EXPECT_EQ(conflicts.load(), 15);
-}
-
-TEST_F(EventStoreTest, ReadStreamStartsAtTheRequestedVersion) {
-  ASSERT_OK(store_->Append(OneStream("A-1", kExpectNoStream, 5)));
-  ASSERT_OK(store_->Append(OneStream("A-10", kExpectNoStream, 2)));  // A prefix of no other.
-  auto events = store_->ReadStream("A-1", 3, 100);
-  ASSERT_OK(events);
-  ASSERT_EQ(events->size(), 3u);
-  EXPECT_EQ((*events)[0].stream_version(), 3);
-  EXPECT_EQ((*events)[2].stream_version(), 5);
-  EXPECT_EQ(store_->ReadStream("A-1", 1, 2)->size(), 2u);
-  EXPECT_EQ(store_->ReadStream("nope", 1, 2)->size(), 0u);
-  EXPECT_EQ(*store_->StreamVersion("A-10"), 2);
-  EXPECT_EQ(*store_->StreamVersion("A-"), 0);
-}
-
-TEST_F(EventStoreTest, EverythingSurvivesReopen) {
-  ASSERT_OK(store_->Append(OneStream("A-1", kExpectNoStream, 3)));
-  AppendRequest with_id = OneStream("B-1", kExpectNoStream);
-  with_id.command_id = "k";
-  with_id.fingerprint = "f";
-  ASSERT_OK(store_->Append(with_id));
-  Close();
-  Open();
-  EXPECT_EQ(store_->HeadPosition(), 4u);
-  EXPECT_EQ(*store_->StreamVersion("A-1"), 3);
-  EXPECT_CODE(store_->Append(OneStream("A-1", 2)), kAborted);
-  auto next = store_->Append(OneStream("A-1", 3));
-  ASSERT_OK(next);
-  EXPECT_EQ(next->first_position, 5u);
-  auto retried = store_->Append(with_id);
-  ASSERT_OK(retried);
-  EXPECT_TRUE(retried->deduplicated);
-  EXPECT_EQ(retried->first_position, 4u);
-}
-
-TEST_F(EventStoreTest, WaitForHeadWakesOnAppend) {
-  std::thread writer([this] {
-    absl::SleepFor(absl::Milliseconds(50));
-    ASSERT_OK(store_->Append(OneStream("A-1", kExpectAny)));
-  });
-  EXPECT_EQ(store_->WaitForHead(0, absl::Now() + absl::Seconds(10)), 1u);
-  writer.join();
-  EXPECT_EQ(store_->WaitForHead(1, absl::Now() + absl::Milliseconds(20)), 1u);
-}
-
-TEST_F(EventStoreTest, ScanStopsAtMaxCountAndWhenAsked) {
-  ASSERT_OK(store_->Append(OneStream("A-1", kExpectAny, 10)));
-  int seen = 0;
-  ASSERT_OK(store_->Scan(4, 3, [&](const v1::StoredEvent& e) {
-    EXPECT_EQ(e.global_position(), uint64_t(4 + seen));
-    ++seen;
-    return true;
-  }));
-  EXPECT_EQ(seen, 3);
-  seen = 0;
-  ASSERT_OK(store_->Scan(1, 100, [&](const v1::StoredEvent&) { return ++seen < 2; }));
-  EXPECT_EQ(seen, 2);
+  EXPECT_TRUE(store->WaitUntilNoPendingAppends(absl::Seconds(30)));
+  releaser.join();
+  second_done->WaitForNotification();
+  EXPECT_EQ(store->PendingAppends(), 0u);
 }
 
 // Pacing (EventStoreOptions::min_sync_interval). Each test opens the store it needs.
-class PacedEventStoreTest : public EventStoreTest {
+class PacedEventStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {}
   void Open(bool sync_writes, absl::Duration min_sync_interval) {
@@ -312,7 +77,12 @@ class PacedEventStoreTest : public EventStoreTest {
     db_options.sync_writes = sync_writes;
     EventStoreOptions options;
     options.min_sync_interval = min_sync_interval;
-    EventStoreTest::Open(db_options, options);
+    auto db = Database::Open(dir_.path(), db_options);
+    ASSERT_OK(db);
+    db_ = std::move(*db);
+    auto store = RocksDbEventStore::Open(db_.get(), options);
+    ASSERT_OK(store);
+    store_ = std::move(*store);
   }
 
   // Commits a group of two appends: a first append's callback holds the writer until both
@@ -343,6 +113,10 @@ class PacedEventStoreTest : public EventStoreTest {
     gates->first_done.WaitForNotification();
     gates->both_done.WaitForNotification();
   }
+
+  testing::TempDir dir_;
+  std::unique_ptr<Database> db_;
+  std::unique_ptr<RocksDbEventStore> store_;
 };
 
 TEST_F(PacedEventStoreTest, AfterAGroupOfSeveralTheNextSyncWaitsForTheInterval) {
