@@ -7,6 +7,7 @@
 #include <limits>
 #include <sstream>
 
+#include "domain/currencies.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 #include "grpcpp/create_channel.h"
@@ -84,16 +85,8 @@ std::string ResolveToken(const std::string& token, const std::string& token_file
 }
 
 int CurrencyExponent(const std::string& currency) {
-  static const char* const kZero[] = {"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW",
-                                      "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"};
-  static const char* const kThree[] = {"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"};
-  for (const char* c : kZero) {
-    if (currency == c) return 0;
-  }
-  for (const char* c : kThree) {
-    if (currency == c) return 3;
-  }
-  return 2;
+  const CurrencyInfo* info = FindCurrency(currency);
+  return info == nullptr ? 2 : info->exponent;
 }
 
 std::optional<int64_t> ParseAmount(const std::string& text, const std::string& currency) {
@@ -132,9 +125,13 @@ std::string FormatAmount(int64_t minor_units, const std::string& currency) {
 }
 
 std::string WithThousands(uint64_t value) {
-  std::string digits = std::to_string(value);
-  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) digits.insert(i, ",");
-  return digits;
+  const std::string digits = std::to_string(value);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
+    out.push_back(digits[i]);
+  }
+  return out;
 }
 
 int ReportStatus(const grpc::Status& status) {

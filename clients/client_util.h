@@ -1,5 +1,6 @@
 // Helpers shared by the Fidelis command-line clients: channels, money parsing and formatting
-// without floating point, and printing statuses. Clients depend on the generated API only.
+// without floating point, and printing statuses. Clients depend on the generated API and the
+// currency table (domain/currencies.h, plain C++) only.
 #pragma once
 
 #include <cstdint>
@@ -30,7 +31,8 @@ std::shared_ptr<grpc::Channel> Connect(const std::string& address,
 // The token from `token`, else from the file `token_file`, else from $FIDELIS_TOKEN.
 std::string ResolveToken(const std::string& token, const std::string& token_file);
 
-// Number of minor-unit digits of a currency (2 unless known otherwise: JPY 0, KWD 3, ...).
+// Number of minor-unit digits of a currency, from the ISO 4217 table the server uses
+// (domain/currencies.h): 2 for EUR, 0 for JPY, 3 for KWD; 2 for a code it does not know.
 int CurrencyExponent(const std::string& currency);
 
 // Parses a decimal amount such as "12.34" into minor units of `currency`, exactly.

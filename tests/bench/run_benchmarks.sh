@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs Fidelis's benchmarks against the real binaries and prints every figure with the
-# baseline it is compared to, measured in the same run. Used for BENCHMARKS.md.
+# baseline it is compared to, measured in the same run. Used for docs/benchmarks.md.
 #
 #   tests/bench/run_benchmarks.sh [--quick] [--replay-only] [build-dir]
 #
 # --quick runs each benchmark for a moment on a small log (the test suite runs it as a smoke
-# test, so the benchmarks keep working); without it the figures in BENCHMARKS.md are produced.
+# test, so the benchmarks keep working); without it the figures in docs/benchmarks.md are
+# produced.
 set -euo pipefail
 quick=0 replay_only=0
 if [ "${1:-}" = "--quick" ]; then quick=1; shift; fi
@@ -55,6 +56,8 @@ echo "== command path: ${seconds}s per measurement, 64 calls in flight (ExecuteC
 start_server "$work/commands" 0
 "$bench" --server "$addr" commands --accounts "$accounts" --seconds "$seconds" --concurrency 64 \
   --batch 50 --batch-concurrency 16
+echo "== queries: GetAccountSummary, 64 calls in flight, against Ping"
+"$bench" --server "$addr" queries --accounts "$accounts" --seconds "$seconds" --concurrency 64
 echo "== stream length"
 "$bench" --server "$addr" stream-length --events "$stream_events" --calls "$calls"
 stop_server
