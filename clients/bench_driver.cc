@@ -165,21 +165,22 @@ std::vector<std::string> OpenAccounts(v1::AccountCommands::Stub& stub, int count
 }
 
 Issuer PingIssuer(v1::AccountCommands::Stub& stub) {
-  return [&stub](std::function<void(bool)> done) {
+  return [&stub](const std::function<void(bool)>& done) {
     auto* call = new Call;
-    stub.async()->Ping(&call->context, &call->ping, &call->pong, [call, done](grpc::Status s) {
-      delete call;  // Before done(): once the last call is done, the caller may exit.
-      done(s.ok());
-    });
+    stub.async()->Ping(
+        &call->context, &call->ping, &call->pong, [call, done](const grpc::Status& s) {
+          delete call;  // Before done(): once the last call is done, the caller may exit.
+          done(s.ok());
+        });
   };
 }
 
 Issuer CommandIssuer(v1::AccountCommands::Stub& stub, const std::vector<std::string>& ids) {
   auto counter = std::make_shared<std::atomic<uint64_t>>(0);
-  return [&stub, &ids, counter](std::function<void(bool)> done) {
+  return [&stub, &ids, counter](const std::function<void(bool)>& done) {
     const uint64_t n = counter->fetch_add(1);
     auto* call = new Call;
-    auto finish = [call, done](grpc::Status s) {
+    auto finish = [call, done](const grpc::Status& s) {
       delete call;  // Before done(): once the last call is done, the caller may exit.
       done(s.ok());
     };
@@ -200,7 +201,7 @@ Issuer CommandIssuer(v1::AccountCommands::Stub& stub, const std::vector<std::str
 
 Issuer BatchIssuer(v1::AccountCommands::Stub& stub, const std::vector<std::string>& ids, int size) {
   auto counter = std::make_shared<std::atomic<uint64_t>>(0);
-  return [&stub, &ids, counter, size](std::function<void(bool)> done) {
+  return [&stub, &ids, counter, size](const std::function<void(bool)>& done) {
     auto* call = new Call;
     for (int i = 0; i < size; ++i) {
       const uint64_t n = counter->fetch_add(1);
@@ -220,7 +221,7 @@ Issuer BatchIssuer(v1::AccountCommands::Stub& stub, const std::vector<std::strin
       }
     }
     stub.async()->ExecuteCommands(
-        &call->context, &call->batch, &call->outcomes, [call, done](grpc::Status s) {
+        &call->context, &call->batch, &call->outcomes, [call, done](const grpc::Status& s) {
           bool ok = s.ok();
           for (const v1::BatchOutcome& outcome : call->outcomes.outcomes()) {
             ok = ok && outcome.status().code() == 0;
@@ -233,12 +234,12 @@ Issuer BatchIssuer(v1::AccountCommands::Stub& stub, const std::vector<std::strin
 
 Issuer QueryIssuer(v1::AccountQueries::Stub& stub, const std::vector<std::string>& ids) {
   auto counter = std::make_shared<std::atomic<uint64_t>>(0);
-  return [&stub, &ids, counter](std::function<void(bool)> done) {
+  return [&stub, &ids, counter](const std::function<void(bool)>& done) {
     const uint64_t n = counter->fetch_add(1);
     auto* call = new Call;
     call->query.set_account_id(ids[(n * 2654435761u) % ids.size()]);
     stub.async()->GetAccountSummary(&call->context, &call->query, &call->summary,
-                                    [call, done](grpc::Status s) {
+                                    [call, done](const grpc::Status& s) {
                                       delete call;  // Before done(), as above.
                                       done(s.ok());
                                     });

@@ -8,9 +8,14 @@
 // Readable output by default; --json prints the server's response as JSON (one object per
 // line for streams). Exit status 0 on success, 1 when the server rejected the call, 2 on
 // usage errors. The subcommands are in cli_account.cc, cli_events.cc and cli_projection.cc.
+#include <cstdio>
+#include <exception>
+
 #include "clients/cli.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int Main(int argc, char** argv) {
   CLI::App app{"fidelis: command-line client for the Fidelis account service"};
   app.require_subcommand(1);
   fidelis::clients::Cli cli;
@@ -25,4 +30,15 @@ int main(int argc, char** argv) {
   }
   if (!cli.run) return fidelis::clients::Usage("unknown command");
   return cli.run();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
 }

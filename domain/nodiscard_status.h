@@ -10,6 +10,7 @@
 
 #include "absl/base/config.h"
 
+// NOLINTBEGIN(bugprone-forward-declaration-namespace): the definitions follow in Abseil.
 namespace absl {
 ABSL_NAMESPACE_BEGIN
 class [[nodiscard]] Status;
@@ -17,3 +18,4 @@ template <typename T>
 class [[nodiscard]] StatusOr;
 ABSL_NAMESPACE_END
 }  // namespace absl
+// NOLINTEND(bugprone-forward-declaration-namespace)

@@ -48,8 +48,9 @@ class BuildCatalog {
 
   // Records `live` as the only build of a projection that has no catalog yet.
   absl::StatusOr<v1::ProjectionCatalog> Initialize(std::string_view name, BuildId live);
-  // The build id a new shadow of `version` gets: generation 0 when no build of that version
-  // was ever stored, else the catalog's next generation. A family is never reused.
+  // The build id a new shadow of `version` gets: generation 0 when no family of that version's
+  // generation 0 exists, else the catalog's next generation. A family that exists is never
+  // reused.
   BuildId NextShadow(std::string_view name, const v1::ProjectionCatalog& catalog,
                      uint32_t version) const;
   // Records `shadow` (whose family exists) as the shadow that rebuild `rebuild_id` builds from

@@ -103,7 +103,7 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   if (env->GetChildren(ingest_dir, &leftovers).ok()) {
     for (const std::string& file : leftovers) {
       if (file != "." && file != "..")
-        env->DeleteFile(ingest_dir + "/" + file).PermitUncheckedError();
+        env->DeleteFile(StrCat(ingest_dir, "/", file)).PermitUncheckedError();
     }
   }
   rocksdb::Status made = env->CreateDirIfMissing(ingest_dir);

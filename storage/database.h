@@ -75,7 +75,8 @@ class Database {
   std::string NewIngestPath();
 
  private:
-  Database(std::string path, DatabaseOptions options) : path_(std::move(path)), options_(options) {}
+  Database(std::string path, DatabaseOptions options)
+      : path_(std::move(path)), options_(std::move(options)) {}
 
   const std::string path_;
   const DatabaseOptions options_;

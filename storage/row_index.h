@@ -68,7 +68,7 @@ class RowIndex {
     const Slot* slot = Find(key);
     if (slot == nullptr) return;
     const char* row = reinterpret_cast<const char*>(slot->row);
-    for (int line = 0; line < lines; ++line) __builtin_prefetch(row + 64 * line);
+    for (int line = 0; line < lines; ++line) __builtin_prefetch(row + ptrdiff_t{64} * line);
   }
 
   size_t size() const { return size_; }

@@ -37,18 +37,16 @@ class StreamReactor : public grpc::ServerWriteReactor<Message>, private Shutdown
 
   // Ends the call with `status`, once (later calls do nothing). After a write in flight, if any.
   void End(grpc::Status status) {
-    bool finish_now = false;
     {
       absl::MutexLock lock(&mu_);
       if (ended_) return;
       ended_ = true;
       if (writing_) {
         pending_finish_ = std::move(status);
-      } else {
-        finish_now = true;
+        return;
       }
     }
-    if (finish_now) this->Finish(std::move(status));
+    this->Finish(std::move(status));
   }
 
  protected:

@@ -118,7 +118,6 @@ class ProjectionRunner {
   const Projector* const projector_;
   const std::unique_ptr<storage::ProjectionStore> store_;
   const storage::EventStore* const events_;
-  const EventRegistry* const registry_;
   const Clock* const clock_;
   const ProjectionEngineOptions options_;
   const std::string label_;

@@ -160,16 +160,14 @@ class ChunkQueue {
   // False when the consumer has stopped.
   bool Push(std::unique_ptr<Chunk> chunk) {
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(
-        +[](ChunkQueue* q) { return q->stopped_ || q->full_.size() < q->capacity_; }, this));
+    mu_.Await(absl::Condition(this, &ChunkQueue::CanPush));
     if (stopped_) return false;
     full_.push_back(std::move(chunk));
     return true;
   }
   std::unique_ptr<Chunk> Pop() {
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(
-        +[](ChunkQueue* q) { return !q->full_.empty(); }, this));
+    mu_.Await(absl::Condition(this, &ChunkQueue::CanPop));
     auto chunk = std::move(full_.front());
     full_.pop_front();
     return chunk;
@@ -195,6 +193,12 @@ class ChunkQueue {
   }
 
  private:
+  // The conditions Push and Pop wait for; Mutex::Await evaluates them with mu_ held.
+  bool CanPush() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopped_ || full_.size() < capacity_;
+  }
+  bool CanPop() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !full_.empty(); }
+
   const size_t capacity_;
   absl::Mutex mu_;
   std::deque<std::unique_ptr<Chunk>> full_ ABSL_GUARDED_BY(mu_);

@@ -4,10 +4,10 @@
 #include <random>
 
 #include "domain/event_types.h"
+#include "domain/ids.h"
 #include "domain/status_macros.h"
 #include "domain/strings.h"
 #include "fidelis/v1/events.pb.h"
-#include "domain/ids.h"
 
 namespace fidelis::server {
 namespace {

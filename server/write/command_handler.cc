@@ -258,8 +258,8 @@ class CommandHandler::AccountOperation final : public OperationWith<CommandOutco
     return !context_.expected_version;  // A version the caller named is not decided again.
   }
   absl::Status Contention() const override {
-    return absl::AbortedError(
-        StrCat("account ", command_->account_id(), " is under heavy contention; retry the command"));
+    return absl::AbortedError(StrCat("account ", command_->account_id(),
+                                     " is under heavy contention; retry the command"));
   }
 
  private:

@@ -97,12 +97,12 @@ TEST(EventRecordTest, LaterFieldsWinAndUnknownFieldsAreSkipped) {
   later.set_global_position(7);
   // Unknown fields of every wire type, and known field numbers with the wrong wire type.
   std::string unknown;
-  unknown += std::string("\x48\x05", 2);                                   // 9: varint
-  unknown += std::string("\x51", 1) + std::string(8, '\x01');              // 10: fixed64
-  unknown += std::string("\x5d", 1) + std::string(4, '\x02');              // 11: fixed32
-  unknown += std::string("\x62\x02xy", 4);                                 // 12: bytes
-  unknown += std::string("\x0d", 1) + std::string(4, '\x03');              // 1 as fixed32
-  unknown += std::string("\x12\x01\x04", 0) + std::string("\x10\x05", 2);  // 2 as varint
+  unknown += std::string("\x48\x05", 2);                       // 9: varint
+  unknown += std::string("\x51", 1) + std::string(8, '\x01');  // 10: fixed64
+  unknown += std::string("\x5d", 1) + std::string(4, '\x02');  // 11: fixed32
+  unknown += std::string("\x62\x02xy", 4);                     // 12: bytes
+  unknown += std::string("\x0d", 1) + std::string(4, '\x03');  // 1 as fixed32
+  unknown += std::string("\x10\x05", 2);                       // 2 as varint
   const std::string bytes = SampleEvent().SerializeAsString() + unknown + later.SerializeAsString();
   ExpectSameAsMessageParser(bytes);
   EventRecord record;

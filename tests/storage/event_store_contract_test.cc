@@ -117,7 +117,7 @@ TEST_P(EventStoreContractTest, ConcurrentAppendsAreGaplessAndContiguousPerStream
     });
   }
   for (auto& t : threads) t.join();
-  EXPECT_EQ(store()->HeadPosition(), uint64_t{kThreads * kPerThread});
+  EXPECT_EQ(store()->HeadPosition(), uint64_t{kThreads} * kPerThread);
   uint64_t expected_position = 1;
   std::map<std::string, int64_t> versions;
   ASSERT_OK(store()->Scan(1, 1 << 20, [&](const v1::StoredEvent& e) {
@@ -125,7 +125,7 @@ TEST_P(EventStoreContractTest, ConcurrentAppendsAreGaplessAndContiguousPerStream
     EXPECT_EQ(e.stream_version(), ++versions[e.stream_id()]);
     return true;
   }));
-  EXPECT_EQ(expected_position, uint64_t{kThreads * kPerThread} + 1);
+  EXPECT_EQ(expected_position, uint64_t{kThreads} * kPerThread + 1);
 }
 
 TEST_P(EventStoreContractTest, AsyncAppendsFromOneThreadAreAnsweredOnceInOrderElsewhere) {
@@ -138,7 +138,7 @@ TEST_P(EventStoreContractTest, AsyncAppendsFromOneThreadAreAnsweredOnceInOrderEl
   const std::thread::id caller = std::this_thread::get_id();
   for (int i = 0; i < kAppends; ++i) {
     store()->AppendAsync(OneStream("S-" + std::to_string(i % 7), kExpectAny),
-                         [&](absl::StatusOr<AppendResult> result) {
+                         [&](const absl::StatusOr<AppendResult>& result) {
                            ASSERT_OK(result);
                            absl::MutexLock lock(&mu);
                            positions.push_back(result->first_position);
@@ -162,22 +162,25 @@ TEST_P(EventStoreContractTest, AnAppendStartedFromACallbackGoesAheadOfTheQueue) 
   absl::Notification running, queued, all_done;
   std::atomic<uint64_t> again_position{0};
   std::atomic<int> answered{0};
-  store()->AppendAsync(OneStream("A-1", kExpectAny), [&](absl::StatusOr<AppendResult> first) {
-    ASSERT_OK(first);
-    running.Notify();
-    queued.WaitForNotification();
-    store()->AppendAsync(OneStream("A-1", kExpectAny), [&](absl::StatusOr<AppendResult> again) {
-      ASSERT_OK(again);
-      again_position = again->first_position;
-      if (++answered == 301) all_done.Notify();
-    });
-  });
+  store()->AppendAsync(OneStream("A-1", kExpectAny),
+                       [&](const absl::StatusOr<AppendResult>& first) {
+                         ASSERT_OK(first);
+                         running.Notify();
+                         queued.WaitForNotification();
+                         store()->AppendAsync(OneStream("A-1", kExpectAny),
+                                              [&](const absl::StatusOr<AppendResult>& again) {
+                                                ASSERT_OK(again);
+                                                again_position = again->first_position;
+                                                if (++answered == 301) all_done.Notify();
+                                              });
+                       });
   running.WaitForNotification();
   for (int i = 0; i < 300; ++i) {
-    store()->AppendAsync(OneStream("B-1", kExpectAny), [&](absl::StatusOr<AppendResult> result) {
-      ASSERT_OK(result);
-      if (++answered == 301) all_done.Notify();
-    });
+    store()->AppendAsync(OneStream("B-1", kExpectAny),
+                         [&](const absl::StatusOr<AppendResult>& result) {
+                           ASSERT_OK(result);
+                           if (++answered == 301) all_done.Notify();
+                         });
   }
   queued.Notify();
   all_done.WaitForNotification();
@@ -187,7 +190,7 @@ TEST_P(EventStoreContractTest, AnAppendStartedFromACallbackGoesAheadOfTheQueue) 
 
 TEST_P(EventStoreContractTest, AsyncAppendRefusedUpFrontIsAnsweredOnTheCallingThread) {
   bool answered = false;
-  store()->AppendAsync(AppendRequest{}, [&](absl::StatusOr<AppendResult> result) {
+  store()->AppendAsync(AppendRequest{}, [&](const absl::StatusOr<AppendResult>& result) {
     EXPECT_CODE(result, kInvalidArgument);
     answered = true;
   });
@@ -198,9 +201,10 @@ TEST_P(EventStoreContractTest, AsyncAppendRefusedUpFrontIsAnsweredOnTheCallingTh
 TEST_P(EventStoreContractTest, ClosingTheStoreAnswersEveryQueuedAppend) {
   std::atomic<int> ok{0};
   for (int i = 0; i < 200; ++i) {
-    store()->AppendAsync(OneStream("A-1", kExpectAny), [&](absl::StatusOr<AppendResult> result) {
-      if (result.ok()) ++ok;
-    });
+    store()->AppendAsync(OneStream("A-1", kExpectAny),
+                         [&](const absl::StatusOr<AppendResult>& result) {
+                           if (result.ok()) ++ok;
+                         });
   }
   harness_->Close();  // Returns once every queued append is written and answered.
   EXPECT_EQ(ok.load(), 200);

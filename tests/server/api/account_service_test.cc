@@ -247,7 +247,7 @@ TEST_F(AccountServiceTest, PingAndTheHealthServiceAnswer) {
   std::condition_variable cv;
   bool done = false;
   generic.UnaryCall(context.get(), "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                    &response, [&](grpc::Status s) {
+                    &response, [&](const grpc::Status& s) {
                       std::lock_guard<std::mutex> lock(mu);
                       status = s;
                       done = true;

@@ -88,7 +88,8 @@ TEST_F(EventLogServiceTest, ProjectionsResumeAfterARestartWithTheSameData) {
   std::vector<std::string> ids;
   for (int i = 0; i < 10; ++i) ids.push_back(OpenOk("N" + std::to_string(i), 1000));
   v1::CommandResult result;
-  for (int i = 0; i < 10; ++i) ASSERT_TRUE(Withdraw(ids[i], i * 10, &result).ok() || i == 0);
+  for (int i = 0; i < 10; ++i)
+    ASSERT_TRUE(Withdraw(ids[i], int64_t{i} * 10, &result).ok() || i == 0);
   const uint64_t head = Head();
   std::vector<std::string> before;
   for (const auto& id : ids) before.push_back(Summary(id, head).SerializeAsString());

@@ -371,7 +371,7 @@ TEST_F(RebuildYieldTest, ARebuildPausesAfterEachBatchWhileAnAppendWaits) {
   append.streams[0].stream_id = "Yield-1";
   append.streams[0].events.push_back({"YieldTestEvent", 1, 1, "", {}});
   server_->event_store()->AppendAsync(std::move(append),
-                                      [gate](absl::StatusOr<storage::AppendResult> result) {
+                                      [gate](const absl::StatusOr<storage::AppendResult>& result) {
                                         EXPECT_OK(result);
                                         gate->held.Notify();
                                         gate->release.WaitForNotification();
@@ -568,7 +568,7 @@ TEST_F(SlowRebuildTest, EventsAppendedDuringARebuildAreAppliedExactlyOnce) {
   EXPECT_GT(messages.back().events_total(), 40000u);  // Events arrived during the rebuild.
   for (const auto& id : ids) {
     v1::AccountSummary s = Summary(id, Head());
-    EXPECT_EQ(s.balance().minor_units(), base_balance[id] + 7 * deposits[id]) << id;
+    EXPECT_EQ(s.balance().minor_units(), base_balance[id] + int64_t{7} * deposits[id]) << id;
     EXPECT_EQ(s.transaction_count(), base_count[id] + deposits[id]) << id;
   }
 }

@@ -165,7 +165,7 @@ TEST_F(CommandHandlerTest, RetriesAfterConflictsDecideOnTheCachedStateTheWinnerL
   constexpr int kDeposits = 40;
   Outcomes outcomes;
   for (int i = 0; i < kDeposits; ++i) {
-    handler->ExecuteAsync(Deposit(id, 1), {}, [&](absl::StatusOr<CommandOutcome> outcome) {
+    handler->ExecuteAsync(Deposit(id, 1), {}, [&](const absl::StatusOr<CommandOutcome>& outcome) {
       outcomes.Record(outcome.ok());
     });
   }
@@ -190,7 +190,7 @@ TEST_F(CommandHandlerTest, ATransferRetriedAfterAConflictKeepsTheCachedStateOfTh
   for (int i = 0; i < kTransfers; ++i) {
     handler->TransferAsync(
         TransferCommand{"", from, to[i], 1, "EUR", ""}, {}, std::nullopt, std::nullopt,
-        [&](absl::StatusOr<TransferOutcome> outcome) { outcomes.Record(outcome.ok()); });
+        [&](const absl::StatusOr<TransferOutcome>& outcome) { outcomes.Record(outcome.ok()); });
   }
   EXPECT_EQ(outcomes.Wait(kTransfers), kTransfers);
   auto state = handler->Load(from);
