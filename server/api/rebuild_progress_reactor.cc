@@ -1,5 +1,7 @@
 #include "server/api/rebuild_progress_reactor.h"
 
+#include <algorithm>
+
 namespace fidelis::server {
 namespace {
 
@@ -48,7 +50,9 @@ RebuildProgressReactor::Next RebuildProgressReactor::Advance() {
     next.message = std::make_unique<v1::RebuildProgress>(job.Progress());
     return next;
   }
-  next.wake_at = seq != sent_seq_ ? last_sent_ + kMinInterval : heartbeat;
+  // Phase changes wake this stream at once; progress within a phase is read on this timer.
+  next.wake_at =
+      seq != sent_seq_ ? last_sent_ + kMinInterval : std::min(heartbeat, now + kMinInterval);
   return next;
 }
 

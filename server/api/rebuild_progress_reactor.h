@@ -1,7 +1,9 @@
 // RebuildProgressReactor: the stream of RebuildProjection and WatchRebuild. Follows one or more
-// rebuild jobs in turn as their RebuildJob::Listener and writes, for each, every phase change
-// and otherwise its progress at most ten and at least once a second, ending after the last
-// job's result. A client that goes away stops the stream, never the job.
+// rebuild jobs in turn and writes, for each, every phase change and otherwise its progress at
+// most ten and at least once a second, ending after the last job's result. Phase changes wake
+// it (it is the job's RebuildJob::Listener); progress within a phase it reads on a 100 ms
+// timer, so the job's idle-priority thread never calls into gRPC per batch. A client that goes
+// away stops the stream, never the job.
 #pragma once
 
 #include <memory>

@@ -280,7 +280,6 @@ void RebuildJob::Absorb(const ReplayStats& batch) {
     ++seq_;
     cv_.SignalAll();
   }
-  Notify();
 }
 
 absl::Status RebuildJob::CommitAndPace(BuildWriter& writer, storage::ProjectionBatch& rows,

@@ -22,7 +22,9 @@
 //
 // Progress (Progress(), PhaseChanges()) carries events done and total, a rate and an ETA from
 // wall-clock progress (rate_meter.h), and the phase. Watchers subscribe (Listener) and are told
-// of every change, so no thread waits per watcher.
+// of every phase change, so no thread waits per watcher; they read the progress within a phase
+// on their own timers. The job's thread runs at idle priority and never calls into gRPC for
+// a batch: a thread that can be preempted for long must not hold gRPC's locks.
 //
 // Taxonomy:
 //   RebuildJob      - runs on its own thread, owned by the RebuildManager; shared
@@ -93,9 +95,10 @@ class RebuildJob {
   class Listener {
    public:
     virtual ~Listener() = default;
-    // The job's progress changed. Called on the job's thread (a low-priority one), with the
-    // job's listener lock held: it must be quick, must not block, and must not call
-    // Subscribe or Unsubscribe.
+    // The job changed phase or ended. Called on the job's thread (a low-priority one), with
+    // the job's listener lock held: it must be quick, must not block, and must not call
+    // Subscribe or Unsubscribe. Progress within a phase is not announced (it changes with
+    // every batch): a listener reads it when it wants to, through Progress().
     virtual void OnJobUpdate() = 0;
   };
 
@@ -147,7 +150,7 @@ class RebuildJob {
   void Finish(v1::RebuildPhase phase, std::string failure);
   // Adds one applied batch's counts to the progress.
   void Absorb(const ReplayStats& batch);
-  // Tells the listeners. Requires mu_ not held.
+  // Tells the listeners of a phase change or the end. Requires mu_ not held.
   void Notify();
   // Commits the batch up to `checkpoint`, publishes it, and paces the job: sleeps to honour
   // the rate limit and yields while commands wait. Job thread only.
