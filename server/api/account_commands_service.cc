@@ -39,7 +39,7 @@ v1::ExecuteCommandsResponse ToResponse(std::vector<BatchItem> items) {
     for (int f = 0; f < result->field_count(); ++f) {
       const FieldDescriptor* field = result->field(f);
       if (field->message_type() != item.response->GetDescriptor()) continue;
-      outcome->GetReflection()->MutableMessage(outcome, field)->CopyFrom(*item.response);
+      outcome->GetReflection()->SetAllocatedMessage(outcome, item.response.release(), field);
       break;
     }
   }

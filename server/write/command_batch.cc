@@ -32,13 +32,13 @@ class CommandBatch {
     // Held until Start has launched every command that can start, so that one ending at once
     // cannot report the batch first.
     remaining_ = n + 1;
-    absl::flat_hash_map<std::string, size_t> last;  // Account -> its latest command.
+    absl::flat_hash_map<std::string_view, size_t> last;  // Account -> its latest command.
     for (size_t i = 0; i < n; ++i) {
       const Message* command = CommandOf(i);
       const CommandRow* row = command ? FindCommandRow(command->GetDescriptor()) : nullptr;
       if (row == nullptr) continue;
-      for (std::string& account : row->Accounts(*command)) {
-        auto [it, first] = last.try_emplace(std::move(account), i);
+      for (std::string_view account : row->Accounts(*command)) {
+        auto [it, first] = last.try_emplace(account, i);
         if (first || it->second == i) continue;
         next_[it->second].push_back(i);
         ++waiting_[i];

@@ -58,7 +58,7 @@ class OnAccountRow final : public TypedRow<Request, v1::CommandResult> {
         validate_(validate),
         decide_(decide) {}
 
-  std::vector<std::string> Accounts(const Message& request) const override {
+  CommandRow::AccountIds Accounts(const Message& request) const override {
     return {static_cast<const Request&>(request).account_id()};
   }
 
@@ -81,7 +81,7 @@ class OpenRow final : public TypedRow<v1::OpenAccountRequest, v1::CommandResult>
  public:
   using TypedRow::TypedRow;
 
-  std::vector<std::string> Accounts(const Message&) const override { return {}; }
+  AccountIds Accounts(const Message&) const override { return {}; }
 
   void Run(CommandHandler& handler, const Message& message, absl::Time deadline,
            ResponseDone done) const override {
@@ -102,7 +102,7 @@ class TransferRow final : public TypedRow<v1::TransferFundsRequest, v1::Transfer
  public:
   using TypedRow::TypedRow;
 
-  std::vector<std::string> Accounts(const Message& message) const override {
+  AccountIds Accounts(const Message& message) const override {
     const auto& request = static_cast<const v1::TransferFundsRequest&>(message);
     return {request.from_account_id(), request.to_account_id()};
   }

@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -43,9 +44,10 @@ class CommandRow {
   virtual const google::protobuf::Descriptor* response_type() const = 0;
   // An empty request to parse into.
   virtual std::unique_ptr<google::protobuf::Message> NewRequest() const = 0;
-  // The accounts `request` names: a command in a batch waits for the earlier commands on them.
-  // None for a command that creates its account.
-  virtual std::vector<std::string> Accounts(const google::protobuf::Message& request) const = 0;
+  // The accounts `request` names (views into it): a command in a batch waits for the earlier
+  // commands on them. None for a command that creates its account.
+  using AccountIds = absl::InlinedVector<std::string_view, 2>;
+  virtual AccountIds Accounts(const google::protobuf::Message& request) const = 0;
   // Reads the request's options (INVALID_ARGUMENT naming one at fault), then runs the command
   // on `handler`; `done` gets the response. `request` must be of request_type() and is not
   // needed after Run returns.

@@ -57,12 +57,12 @@ TEST(CommandTableTest, RowsNameTheAccountsTheirRequestsNameForBatchOrdering) {
   v1::MakeDepositRequest deposit;
   deposit.set_account_id("a");
   EXPECT_EQ(FindCommandRow(deposit.GetDescriptor())->Accounts(deposit),
-            std::vector<std::string>{"a"});
+            CommandRow::AccountIds{"a"});
   v1::TransferFundsRequest transfer;
   transfer.set_from_account_id("a");
   transfer.set_to_account_id("b");
   EXPECT_EQ(FindCommandRow(transfer.GetDescriptor())->Accounts(transfer),
-            (std::vector<std::string>{"a", "b"}));
+            (CommandRow::AccountIds{"a", "b"}));
   v1::OpenAccountRequest open;
   EXPECT_TRUE(FindCommandRow(open.GetDescriptor())->Accounts(open).empty());
 }
