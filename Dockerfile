@@ -6,7 +6,7 @@
 FROM debian:bookworm AS build
 RUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
       build-essential cmake pkg-config libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev \
-      protobuf-compiler libabsl-dev librocksdb-dev libspdlog-dev libcli11-dev \
+      protobuf-compiler libabsl-dev librocksdb-dev libspdlog-dev libcli11-dev libnats-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./

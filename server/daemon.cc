@@ -12,13 +12,30 @@
 #include "absl/strings/numbers.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "domain/strings.h"
 #include "server/api/auth.h"
 #include "server/server.h"
 #include "spdlog/spdlog.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "Address to listen on (host:port; port 0 picks a free one).");
-ABSL_FLAG(std::string, data_dir, "./data", "RocksDB data directory (created if missing).");
+ABSL_FLAG(std::string, data_dir, "./data",
+          "RocksDB data directory (created if missing); with --event_store=nats, the node's "
+          "replica of the log and its projections.");
+ABSL_FLAG(std::string, event_store, "rocksdb",
+          "Where the log of record lives: rocksdb (embedded, in --data_dir) or nats (a NATS "
+          "JetStream stream several fidelisd nodes share).");
+ABSL_FLAG(std::string, nats_url, "nats://127.0.0.1:4222",
+          "With --event_store=nats: comma-separated NATS server URLs.");
+ABSL_FLAG(std::string, nats_stream, "FIDELIS",
+          "With --event_store=nats: the JetStream stream that holds the log (created if missing).");
+ABSL_FLAG(int, nats_replicas, 1,
+          "With --event_store=nats: copies JetStream keeps of the stream when it creates it "
+          "(1 to 5; 3 survives the loss of any one NATS server).");
+ABSL_FLAG(absl::Duration, nats_publish_timeout, absl::Seconds(10),
+          "With --event_store=nats: how long a command waits for JetStream to take it (a new "
+          "stream leader being elected after a server failed) before it gets UNAVAILABLE; with "
+          "no NATS server reachable at all it gets UNAVAILABLE after 2s (0.1s to 1m).");
 ABSL_FLAG(bool, sync_writes, true,
           "Sync the WAL before acknowledging a command. false survives a process crash but "
           "may lose the last acknowledged commands on power loss or a kernel crash.");
@@ -104,6 +121,35 @@ int RunDaemon(int argc, char** argv, const std::function<void(ServerOptions&)>& 
   ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.event_store = absl::GetFlag(FLAGS_event_store);
+  if (options.event_store != "rocksdb" && options.event_store != "nats") {
+    spdlog::error("fidelisd failed to start: --event_store must be rocksdb or nats, got '{}'",
+                  options.event_store);
+    return 1;
+  }
+  if (options.event_store == "nats") {
+    auto servers = storage::nats::ParseServers(absl::GetFlag(FLAGS_nats_url));
+    if (!servers.ok()) {
+      spdlog::error("fidelisd failed to start: --nats_url: {}",
+                    std::string(servers.status().message()));
+      return 1;
+    }
+    options.nats.jetstream.servers = *std::move(servers);
+    options.nats.jetstream.stream = absl::GetFlag(FLAGS_nats_stream);
+    options.nats.jetstream.subject = StrCat("fidelis.log.", options.nats.jetstream.stream);
+    options.nats.jetstream.replicas = absl::GetFlag(FLAGS_nats_replicas);
+    if (options.nats.jetstream.replicas < 1 || options.nats.jetstream.replicas > 5) {
+      spdlog::error("fidelisd failed to start: --nats_replicas must be between 1 and 5");
+      return 1;
+    }
+    options.nats.publish_deadline = absl::GetFlag(FLAGS_nats_publish_timeout);
+    if (options.nats.publish_deadline < absl::Milliseconds(100) ||
+        options.nats.publish_deadline > absl::Minutes(1)) {
+      spdlog::error(
+          "fidelisd failed to start: --nats_publish_timeout must be between 100ms and 1m");
+      return 1;
+    }
+  }
   options.sync_writes = absl::GetFlag(FLAGS_sync_writes);
   options.default_currency = absl::GetFlag(FLAGS_default_currency);
   options.projection_batch_size = absl::GetFlag(FLAGS_projection_batch_size);

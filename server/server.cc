@@ -7,6 +7,7 @@
 #include "domain/money.h"
 #include "domain/status_macros.h"
 #include "domain/strings.h"
+#include "grpc/health/v1/health.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
@@ -92,11 +93,21 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
   ASSIGN_OR_RETURN(server->views_,
                    storage::Database::Open(
                        StrCat(options.data_dir, "/", storage::kProjectionsDirectory), db_options));
-  storage::EventStoreOptions store_options;
-  store_options.max_pending_appends = options.max_pending_appends;
-  store_options.min_sync_interval = options.min_sync_interval;
-  ASSIGN_OR_RETURN(server->store_,
-                   storage::RocksDbEventStore::Open(server->database_.get(), store_options));
+  if (options.event_store == "nats") {
+    storage::nats::NatsEventStoreOptions nats = options.nats;
+    nats.max_pending_appends = options.max_pending_appends;
+    ASSIGN_OR_RETURN(server->store_,
+                     storage::nats::NatsEventStore::Open(server->database_.get(), nats));
+  } else if (options.event_store == "rocksdb") {
+    storage::EventStoreOptions store_options;
+    store_options.max_pending_appends = options.max_pending_appends;
+    store_options.min_sync_interval = options.min_sync_interval;
+    ASSIGN_OR_RETURN(server->store_,
+                     storage::RocksDbEventStore::Open(server->database_.get(), store_options));
+  } else {
+    return absl::InvalidArgumentError(
+        StrCat("event store '", options.event_store, "' is neither rocksdb nor nats"));
+  }
   server->snapshots_ = std::make_unique<storage::SnapshotStore>(server->database_.get());
   RETURN_IF_ERROR(AccountCommandsService::CheckTable());
   server->handler_ = std::make_unique<CommandHandler>(
@@ -132,6 +143,9 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
       clock);
 
   grpc::EnableDefaultHealthCheckService(true);
+  // gRPC answers the health service itself, but reflection can describe it to clients such as
+  // grpcurl only from descriptors in the generated pool: make sure ours are linked in.
+  (void)grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen_address, credentials, &server->port_);
@@ -150,11 +164,32 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
   if (server->grpc_server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(StrCat("cannot listen on ", options.listen_address));
   }
-  server->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
+  // A cluster node is NOT_SERVING until its replica has caught up with the log of record.
+  const bool ready = server->store_->WaitUntilReady(absl::ZeroDuration());
+  server->grpc_server_->GetHealthCheckService()->SetServingStatus(ready);
+  if (!ready) {
+    FidelisServer* raw = server.get();
+    server->ready_reporter_ = std::thread([raw] {
+      while (!raw->serving_.stopping()) {
+        if (raw->store_->WaitUntilReady(absl::Milliseconds(200))) {
+          if (!raw->serving_.stopping()) {
+            raw->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
+            spdlog::info("the replica has caught up with the log of record: serving");
+          }
+          return;
+        }
+      }
+    });
+  }
+  const std::string log_of_record =
+      options.event_store == "nats"
+          ? StrCat("NATS JetStream stream ", options.nats.jetstream.stream, " (",
+                   options.nats.jetstream.servers.size(), " servers), replica")
+          : std::string("embedded");
   spdlog::info(
-      "fidelisd serving on {} with data in {} (head position {}, WAL sync {}, TLS {}, admin "
-      "token {}, client token {})",
-      server->address(), options.data_dir, server->store_->HeadPosition(),
+      "fidelisd serving on {} with data in {} ({} log, head position {}, WAL sync {}, TLS {}, "
+      "admin token {}, client token {})",
+      server->address(), options.data_dir, log_of_record, server->store_->HeadPosition(),
       options.sync_writes ? "on" : "off",
       !tls ? "off" : (options.tls_client_ca_file.empty() ? "on" : "on with client certificates"),
       auth->admin_protected() ? "required" : "off", auth->client_protected() ? "required" : "off");
@@ -171,6 +206,7 @@ void FidelisServer::Shutdown() {
   spdlog::info("fidelisd shutting down");
   // Streams end now with UNAVAILABLE rather than at the end of the grace period.
   serving_.Stop();
+  if (ready_reporter_.joinable()) ready_reporter_.join();
   if (grpc_server_) {
     grpc_server_->GetHealthCheckService()->SetServingStatus(false);
     grpc_server_->Shutdown(std::chrono::system_clock::now() +

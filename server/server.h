@@ -23,6 +23,7 @@
 #include "server/read/rebuild_manager.h"
 #include "server/write/command_handler.h"
 #include "storage/database.h"
+#include "storage/nats/nats_event_store.h"
 #include "storage/rocksdb_event_store.h"
 #include "storage/snapshot_store.h"
 
@@ -31,6 +32,12 @@ namespace fidelis::server {
 struct ServerOptions {
   std::string listen_address = "127.0.0.1:50051";
   std::string data_dir = "./data";
+  // Where the log of record lives: "rocksdb", in --data_dir (the default), or "nats", a NATS
+  // JetStream stream that several servers share, each keeping a replica in --data_dir.
+  std::string event_store = "rocksdb";
+  // With event_store "nats": the servers, stream, replicas and publish deadline
+  // (storage/nats/nats_event_store.h). max_pending_appends applies too.
+  storage::nats::NatsEventStoreOptions nats;
   bool sync_writes = true;
   std::string default_currency = "EUR";
   size_t projection_batch_size = 1000;
@@ -105,7 +112,7 @@ class FidelisServer {
   std::vector<std::unique_ptr<Projector>> projectors_;
   std::unique_ptr<storage::Database> database_;  // The log and snapshots.
   std::unique_ptr<storage::Database> views_;     // Projections and their catalog.
-  std::unique_ptr<storage::RocksDbEventStore> store_;
+  std::unique_ptr<storage::EventStore> store_;
   std::unique_ptr<storage::SnapshotStore> snapshots_;
   std::unique_ptr<CommandHandler> handler_;
   std::unique_ptr<ProjectionEngine> engine_;
@@ -116,6 +123,8 @@ class FidelisServer {
   std::unique_ptr<ProjectionAdminService> admin_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   ServingState serving_;
+  // Reports SERVING once the log can serve (a cluster node's replica has caught up).
+  std::thread ready_reporter_;
   std::atomic<bool> shut_down_{false};
   int port_ = 0;
 };

@@ -4,6 +4,7 @@
 
 #include "absl/synchronization/notification.h"
 #include "domain/status_macros.h"
+#include "domain/strings.h"
 
 namespace fidelis::storage {
 
@@ -36,6 +37,14 @@ absl::StatusOr<AppendResult> EventStore::Append(AppendRequest request) {
   });
   written.WaitForNotification();
   return result;
+}
+
+absl::Status EventStore::AwaitPosition(uint64_t position, absl::Duration /*timeout*/) const {
+  const uint64_t head = HeadPosition();
+  if (position > head) {
+    return absl::OutOfRangeError(StrCat(position, " is beyond the head of the log (", head, ")"));
+  }
+  return absl::OkStatus();
 }
 
 bool EventStore::WaitUntilNoPendingAppends(absl::Duration /*timeout*/) const {

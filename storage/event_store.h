@@ -157,6 +157,24 @@ class EventStore {
   // a queue, does not wait.
   virtual bool WaitUntilNoPendingAppends(absl::Duration timeout) const;
 
+  // Waits until the log holds `position`. A local log answers at once: OK, or OUT_OF_RANGE
+  // when the position is beyond its head. A replica of a distributed log waits up to `timeout`
+  // for a position the log of record holds (DEADLINE_EXCEEDED when it did not get there in
+  // time), and answers OUT_OF_RANGE for one the log of record does not hold either.
+  virtual absl::Status AwaitPosition(uint64_t position, absl::Duration timeout) const;
+
+  // Blocks until the store can serve appends and up-to-date reads, or `timeout` passes; true
+  // when it can. A local log always can; a cluster node's replica can once it has caught up
+  // with the log of record.
+  virtual bool WaitUntilReady(absl::Duration /*timeout*/) const { return true; }
+
+  // False while the log of record cannot be reached (a cluster node cut off from NATS): reads
+  // are served from what this node holds, and appends fail. Always true for a local log.
+  virtual bool reachable() const { return true; }
+
+  // False once a write failed and appends are refused until the store is reopened.
+  virtual bool healthy() const { return true; }
+
   // Registers `listener` for OnHeadAdvanced calls until RemoveHeadListener. Not owned; it must
   // stay valid until RemoveHeadListener returns, which waits for a call in progress. Thread-safe.
   void AddHeadListener(HeadListener* listener) const;

@@ -12,7 +12,12 @@
 //                value: a serialized fidelis.v1.CommandRecord
 //   "snapshots"  key:   stream id bytes
 //                value: a serialized aggregate snapshot (derived, disposable, written unsynced)
-//   "meta"       key:   "projection/<name>"
+//   "meta"       in the log's instance, on a cluster node (storage/nats/):
+//                key:   "replica/sequence"
+//                value: 8 bytes big-endian, the JetStream sequence of the last batch the
+//                       replica holds (written in the same batch as that batch's events)
+//                in the projections' instance:
+//                key:   "projection/<name>"
 //                value: a serialized fidelis.v1.ProjectionCatalog (which builds exist, which
 //                       is live, shadow and previous)
 //   "p/<name>/v<version>" and "p/<name>/v<version>.<generation>"   one per projection build
@@ -36,6 +41,8 @@ inline constexpr char kStreamsFamily[] = "streams";
 inline constexpr char kCommandsFamily[] = "commands";
 inline constexpr char kSnapshotsFamily[] = "snapshots";
 inline constexpr char kMetaFamily[] = "meta";
+
+inline constexpr char kReplicatedSequenceKey[] = "replica/sequence";
 
 inline constexpr char kRowPrefix = 'r';
 inline constexpr char kMetaPrefix = 'm';

@@ -11,6 +11,7 @@
 #include "domain/status_macros.h"
 #include "domain/strings.h"
 #include "storage/key_format.h"
+#include "storage/log_batch.h"
 #include "storage/thread_name.h"
 
 namespace fidelis::storage {
@@ -29,7 +30,9 @@ RocksDbEventStore::RocksDbEventStore(Database* database, EventStoreOptions optio
       options_(options),
       events_(database->Family(kEventsFamily)),
       streams_(database->Family(kStreamsFamily)),
-      commands_(database->Family(kCommandsFamily)) {}
+      commands_(database->Family(kCommandsFamily)),
+      meta_(database->Family(kMetaFamily)),
+      families_{events_, streams_, commands_} {}
 
 absl::StatusOr<std::unique_ptr<RocksDbEventStore>> RocksDbEventStore::Open(
     Database* database, EventStoreOptions options) {
@@ -44,6 +47,14 @@ absl::StatusOr<std::unique_ptr<RocksDbEventStore>> RocksDbEventStore::Open(
     store->head_position_ = DecodeBigEndian64(it->key().ToStringView());
   }
   RETURN_IF_ERROR(FromRocks(it->status(), "reading the head of the event log"));
+  std::string sequence;
+  rocksdb::Status read =
+      database->db()->Get(rocksdb::ReadOptions(), store->meta_, kReplicatedSequenceKey, &sequence);
+  if (read.ok() && sequence.size() == 8) {
+    store->replicated_sequence_ = DecodeBigEndian64(sequence);
+  } else if (!read.IsNotFound()) {
+    RETURN_IF_ERROR(FromRocks(read, "reading the replica's sequence"));
+  }
   RocksDbEventStore* raw = store.get();
   store->writer_ = std::thread([raw] {
     NameThisThread("fidelis-log");
@@ -61,53 +72,7 @@ RocksDbEventStore::~RocksDbEventStore() {
   if (writer_.joinable()) writer_.join();
 }
 
-namespace {
-
-absl::Status CheckRequest(const AppendRequest& request) {
-  if (request.streams.empty()) return absl::InvalidArgumentError("append names no stream");
-  absl::flat_hash_set<std::string_view> seen;
-  for (const StreamAppend& stream : request.streams) {
-    if (stream.stream_id.empty() || stream.stream_id.size() > 512 ||
-        stream.stream_id.find('\0') != std::string::npos) {
-      return absl::InvalidArgumentError("stream id must be 1 to 512 bytes without NUL");
-    }
-    if (!seen.insert(stream.stream_id).second) {
-      return absl::InvalidArgumentError(
-          StrCat("stream ", stream.stream_id, " appears twice in one append"));
-    }
-    if (stream.events.empty()) {
-      return absl::InvalidArgumentError(StrCat("no events for stream ", stream.stream_id));
-    }
-    if (stream.expected_version < kExpectAny) {
-      return absl::InvalidArgumentError("expected version must be -1 (any) or >= 0");
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status VersionConflict(const std::string& stream_id, int64_t expected, int64_t actual) {
-  absl::Status status =
-      absl::AbortedError(StrCat("version conflict on stream ", stream_id, ": expected version ",
-                                expected, ", current version is ", actual));
-  status.SetPayload(kCurrentVersionPayloadKey, absl::Cord(StrCat(actual)));
-  status.SetPayload(kConflictStreamPayloadKey, absl::Cord(stream_id));
-  return status;
-}
-
-AppendResult ResultFromRecord(const v1::CommandRecord& record) {
-  AppendResult result;
-  result.first_position = record.first_position();
-  result.last_position = record.last_position();
-  result.streams.assign(record.streams().begin(), record.streams().end());
-  result.deduplicated = true;
-  return result;
-}
-
-}  // namespace
-
-absl::StatusOr<int64_t> RocksDbEventStore::HeadOf(
-    const std::string& stream_id, const absl::flat_hash_map<std::string, int64_t>& group) {
-  if (auto it = group.find(stream_id); it != group.end()) return it->second;
+absl::StatusOr<int64_t> RocksDbEventStore::HeadOf(const std::string& stream_id) {
   if (auto it = heads_.find(stream_id); it != heads_.end()) return it->second;
   ASSIGN_OR_RETURN(int64_t version, StreamVersion(stream_id));
   if (heads_.size() >= (1u << 20)) heads_.clear();  // A cache, not the truth: bound it.
@@ -115,68 +80,8 @@ absl::StatusOr<int64_t> RocksDbEventStore::HeadOf(
   return version;
 }
 
-void RocksDbEventStore::Prepare(Writer& writer, rocksdb::WriteBatch& batch,
-                                absl::flat_hash_map<std::string, int64_t>& heads,
-                                uint64_t& next_position) {
-  const AppendRequest& request = writer.request;
-  // Check every expectation before writing anything, so a rejected batch adds nothing.
-  std::vector<int64_t> versions;
-  for (const StreamAppend& stream : request.streams) {
-    absl::StatusOr<int64_t> head = HeadOf(stream.stream_id, heads);
-    if (!head.ok()) {
-      writer.result = head.status();
-      return;
-    }
-    if (stream.expected_version != kExpectAny && stream.expected_version != *head) {
-      writer.result = VersionConflict(stream.stream_id, stream.expected_version, *head);
-      return;
-    }
-    versions.push_back(*head);
-  }
-  AppendResult result;
-  result.first_position = next_position;
-  v1::StoredEvent record;
-  std::string key, value;
-  for (size_t i = 0; i < request.streams.size(); ++i) {
-    const StreamAppend& stream = request.streams[i];
-    int64_t version = versions[i];
-    for (const EventToAppend& event : stream.events) {
-      ++version;
-      const uint64_t position = next_position++;
-      record.set_global_position(position);
-      record.set_stream_id(stream.stream_id);
-      record.set_stream_version(version);
-      record.set_type(event.type);
-      record.set_schema_version(event.schema_version);
-      record.set_timestamp_micros(event.timestamp_micros);
-      record.set_payload(event.payload);
-      *record.mutable_metadata() = event.metadata;
-      record.SerializeToString(&value);
-      key = EventKey(position);
-      batch.Put(events_, key, value);
-      std::string position_value;
-      PutBigEndian64(&position_value, position);
-      batch.Put(streams_, StreamKey(stream.stream_id, version), position_value);
-    }
-    heads[stream.stream_id] = version;
-    v1::StreamVersion* sv = &result.streams.emplace_back();
-    sv->set_stream_id(stream.stream_id);
-    sv->set_version(version);
-  }
-  result.last_position = next_position - 1;
-  if (!request.command_id.empty()) {
-    v1::CommandRecord command;
-    command.set_fingerprint(request.fingerprint);
-    command.set_first_position(result.first_position);
-    command.set_last_position(result.last_position);
-    for (const auto& sv : result.streams) *command.add_streams() = sv;
-    batch.Put(commands_, request.command_id, command.SerializeAsString());
-  }
-  writer.result = std::move(result);
-}
-
 void RocksDbEventStore::AppendAsync(AppendRequest request, AppendCallback done) {
-  if (absl::Status valid = CheckRequest(request); !valid.ok()) {
+  if (absl::Status valid = CheckAppendRequest(request); !valid.ok()) {
     std::move(done)(std::move(valid));
     return;
   }
@@ -244,49 +149,23 @@ void RocksDbEventStore::CommitGroup(std::vector<std::unique_ptr<Writer>>& group)
     absl::MutexLock lock(&mu_);
     write_error = write_error_;
   }
-  rocksdb::WriteBatch batch;
-  uint64_t next_position = head_position_.load(std::memory_order_relaxed) + 1;
-  absl::flat_hash_map<std::string, int64_t> group_heads;
-  absl::flat_hash_map<std::string, int> group_commands;
-  bool wrote_any = false;
-  for (size_t i = 0; i < group.size(); ++i) {
-    Writer& w = *group[i];
+  BatchAssembler assembler(
+      head_position_.load(std::memory_order_relaxed) + 1,
+      [this](const std::string& stream_id) { return HeadOf(stream_id); },
+      [this](const std::string& id) { return FindCommand(id); }, &scratch_);
+  for (std::unique_ptr<Writer>& w : group) {
     if (!write_error.ok()) {
-      w.result = write_error;
+      w->result = write_error;
       continue;
     }
-    const AppendRequest& r = w.request;
-    if (!r.command_id.empty()) {
-      auto [it, inserted] = group_commands.emplace(r.command_id, static_cast<int>(i));
-      if (!inserted) {
-        if (group[it->second]->request.fingerprint != r.fingerprint) {
-          w.result = absl::AlreadyExistsError(
-              StrCat("command_id ", r.command_id, " was already used for a different request"));
-        } else {
-          w.alias_of = it->second;
-        }
-        continue;
-      }
-      absl::StatusOr<std::optional<v1::CommandRecord>> earlier = FindCommand(r.command_id);
-      if (!earlier.ok()) {
-        w.result = earlier.status();
-        continue;
-      }
-      if (earlier->has_value()) {
-        if ((*earlier)->fingerprint() != r.fingerprint) {
-          w.result = absl::AlreadyExistsError(
-              StrCat("command_id ", r.command_id, " was already used for a different request"));
-        } else {
-          w.result = ResultFromRecord(**earlier);
-        }
-        continue;
-      }
-    }
-    Prepare(w, batch, group_heads, next_position);
-    wrote_any = wrote_any || w.result.ok();
+    BatchAssembler::Outcome outcome = assembler.Add(w->request);
+    w->result = std::move(outcome.result);
+    w->alias_of = outcome.alias_of;
   }
 
-  if (wrote_any) {
+  if (!assembler.empty()) {
+    rocksdb::WriteBatch batch;
+    WriteLogBatch(assembler.batch(), families_, batch);
     rocksdb::WriteOptions write_options;
     write_options.sync = database_->options().sync_writes;
     if (write_options.sync && group.size() > 1 &&
@@ -296,13 +175,8 @@ void RocksDbEventStore::CommitGroup(std::vector<std::unique_ptr<Writer>>& group)
     }
     rocksdb::Status written = database_->db()->Write(write_options, &batch);
     if (written.ok()) {
-      for (auto& [stream, version] : group_heads) heads_[stream] = version;
-      {
-        absl::MutexLock head_lock(&head_mu_);
-        head_position_.store(next_position - 1, std::memory_order_release);
-        head_cv_.SignalAll();
-      }
-      NotifyHeadListeners(next_position - 1);
+      for (const auto& [stream, version] : assembler.heads()) heads_[stream] = version;
+      PublishHead(assembler.next_position() - 1);
     } else {
       absl::Status failed = FromRocks(written, "appending to the event log");
       failed = absl::UnavailableError(
@@ -326,7 +200,40 @@ void RocksDbEventStore::CommitGroup(std::vector<std::unique_ptr<Writer>>& group)
   }
 }
 
-bool RocksDbEventStore::healthy() {
+void RocksDbEventStore::PublishHead(uint64_t head) {
+  {
+    absl::MutexLock head_lock(&head_mu_);
+    head_position_.store(head, std::memory_order_release);
+    head_cv_.SignalAll();
+  }
+  NotifyHeadListeners(head);
+}
+
+absl::Status RocksDbEventStore::ApplyReplicated(const v1::LogBatch& batch,
+                                                uint64_t source_sequence) {
+  const uint64_t head = head_position_.load(std::memory_order_acquire);
+  if (batch.events_size() > 0 && batch.events(0).global_position() != head + 1) {
+    return absl::DataLossError(StrCat("replicated batch ", source_sequence, " starts at position ",
+                                      batch.events(0).global_position(),
+                                      " but the replica's head is ", head));
+  }
+  rocksdb::WriteBatch write;
+  WriteLogBatch(batch, families_, write);
+  std::string sequence;
+  PutBigEndian64(&sequence, source_sequence);
+  write.Put(meta_, kReplicatedSequenceKey, sequence);
+  rocksdb::WriteOptions write_options;
+  write_options.sync = database_->options().sync_writes;
+  RETURN_IF_ERROR(
+      FromRocks(database_->db()->Write(write_options, &write), "applying a replicated batch"));
+  replicated_sequence_.store(source_sequence, std::memory_order_release);
+  if (batch.events_size() > 0) {
+    PublishHead(batch.events(batch.events_size() - 1).global_position());
+  }
+  return absl::OkStatus();
+}
+
+bool RocksDbEventStore::healthy() const {
   absl::MutexLock lock(&mu_);
   return write_error_.ok();
 }

@@ -30,6 +30,7 @@
 #include "absl/synchronization/mutex.h"
 #include "storage/database.h"
 #include "storage/event_store.h"
+#include "storage/log_batch.h"
 #include "storage/steady_wait.h"
 
 namespace fidelis::storage {
@@ -69,8 +70,19 @@ class RocksDbEventStore : public EventStore {
   size_t PendingAppends() const override { return pending_.load(std::memory_order_relaxed); }
   bool WaitUntilNoPendingAppends(absl::Duration timeout) const override;
 
-  // False once a write failed (appends are then refused until the store is reopened).
-  bool healthy();
+  bool healthy() const override;
+
+  // ---- As a cluster node's replica (storage/nats/) ----
+  // Writes `batch`, which another writer ordered (its first event must take the position after
+  // the head), together with `source_sequence`, its sequence in the log of record, in one
+  // RocksDB write (synced when the database syncs writes), then publishes the new head. A
+  // replica is never appended to with AppendAsync. DATA_LOSS when the batch does not follow
+  // the head; UNAVAILABLE when the write fails. One thread at a time.
+  absl::Status ApplyReplicated(const v1::LogBatch& batch, uint64_t source_sequence);
+  // The source sequence of the last batch ApplyReplicated wrote (0: none). Thread-safe.
+  uint64_t replicated_sequence() const {
+    return replicated_sequence_.load(std::memory_order_acquire);
+  }
 
  private:
   struct Writer;
@@ -79,23 +91,22 @@ class RocksDbEventStore : public EventStore {
 
   // The writer thread: takes groups off the queue until the store is destroyed.
   void WriterLoop();
-  // Writes one group and sets every writer's result. Writer thread only.
+  // Writes one group (log_batch.h) and sets every writer's result. Writer thread only.
   void CommitGroup(std::vector<std::unique_ptr<Writer>>& group);
-  // Adds `writer`'s batch to `batch` if its expectations hold against `heads` (the stream
-  // heads as of the batches already in this group); otherwise sets its result to the error.
-  // Writer thread only.
-  void Prepare(Writer& writer, rocksdb::WriteBatch& batch,
-               absl::flat_hash_map<std::string, int64_t>& heads, uint64_t& next_position);
-  absl::StatusOr<int64_t> HeadOf(const std::string& stream_id,
-                                 const absl::flat_hash_map<std::string, int64_t>& group);
+  // A stream's version, from heads_ or the streams family. Writer thread only.
+  absl::StatusOr<int64_t> HeadOf(const std::string& stream_id);
+  // Makes `head` the head of the log and tells whoever waits for it.
+  void PublishHead(uint64_t head);
 
   Database* const database_;
   const EventStoreOptions options_;
   rocksdb::ColumnFamilyHandle* const events_;
   rocksdb::ColumnFamilyHandle* const streams_;
   rocksdb::ColumnFamilyHandle* const commands_;
+  rocksdb::ColumnFamilyHandle* const meta_;
+  const LogFamilies families_;
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   absl::CondVar work_cv_;  // Signalled when a batch is queued or the store stops.
   std::deque<std::unique_ptr<Writer>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
@@ -106,10 +117,13 @@ class RocksDbEventStore : public EventStore {
   absl::flat_hash_map<std::string, int64_t> heads_;
   // Writer thread only: appends started by callbacks, for the front of the next group.
   std::vector<std::unique_ptr<Writer>> from_callbacks_;
+  // Writer thread only: the batch each group is assembled in, kept to reuse its allocations.
+  v1::LogBatch scratch_;
   // Writer thread only: the next group does not start before this (pacing).
   SteadyTime next_group_at_{};
 
   std::atomic<uint64_t> head_position_{0};
+  std::atomic<uint64_t> replicated_sequence_{0};
   // Appends queued or being written, readable without mu_.
   std::atomic<size_t> pending_{0};
   mutable absl::Mutex head_mu_;

@@ -1,5 +1,6 @@
-// Running the real binaries from tests: a child process with its stdout on a pipe, and a
-// helper that runs a command to completion and captures its output and exit status.
+// Running real binaries from tests (fidelisd, the CLI, nats-server): a child process with its
+// stdout on a pipe, and a helper that runs a command to completion and captures its output and
+// exit status.
 #pragma once
 
 #include <signal.h>
@@ -101,6 +102,16 @@ class Child {
   }
 
   bool started() const { return pid_ > 0; }
+  bool running() {
+    if (pid_ <= 0 || exited_) return false;
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      exited_ = true;
+      status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return false;
+    }
+    return true;
+  }
 
  private:
   pid_t pid_ = -1;

@@ -175,10 +175,13 @@ absl::StatusOr<std::shared_ptr<ProjectionRunner>> ProjectionEngine::Readable(
     return InvalidField("projection_version",
                         StrCat(name, " v", version, " is not served; builds: ", served));
   }
-  const uint64_t head = events_->HeadPosition();
-  if (min_position > head) {
-    return InvalidField("min_global_position",
-                        StrCat(min_position, " is beyond the head of the log (", head, ")"));
+  if (min_position > events_->HeadPosition()) {
+    // Beyond this node's log: a cluster node waits for its replica.
+    absl::Status held = events_->AwaitPosition(min_position, deadline - clock_->Now());
+    if (absl::IsOutOfRange(held)) {
+      return InvalidField("min_global_position", std::string(held.message()));
+    }
+    RETURN_IF_ERROR(held);
   }
   RETURN_IF_ERROR(runner->Availability());
   if (min_position > 0) RETURN_IF_ERROR(runner->WaitFor(min_position, deadline));

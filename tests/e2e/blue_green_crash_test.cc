@@ -10,7 +10,7 @@
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "gtest/gtest.h"
-#include "tests/e2e/process.h"
+#include "tests/process.h"
 #include "tests/test_util.h"
 
 namespace fidelis::testing {

@@ -18,7 +18,7 @@
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
-#include "tests/e2e/process.h"
+#include "tests/process.h"
 #include "tests/test_util.h"
 
 namespace fidelis::testing {

@@ -9,7 +9,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
-#include "tests/e2e/process.h"
+#include "tests/process.h"
 #include "tests/test_util.h"
 
 namespace fidelis::testing {

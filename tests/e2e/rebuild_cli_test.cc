@@ -8,7 +8,7 @@
 #include <regex>
 
 #include "gtest/gtest.h"
-#include "tests/e2e/process.h"
+#include "tests/process.h"
 #include "tests/test_util.h"
 
 namespace fidelis::testing {

@@ -3,7 +3,10 @@
 // a directory, servers) and instantiates the suite with a factory of harnesses:
 //
 //   INSTANTIATE_TEST_SUITE_P(RocksDb, EventStoreContractTest,
-//                            ::testing::Values(&MakeRocksDbHarness));
+//                            ::testing::Values(&MakeRocksDbHarness),
+//                            [](const auto&) { return std::string("Embedded"); });
+//
+// (A name, since a factory's address would name the tests differently in every process.)
 //
 // The tests (event_store_contract_test.cc) use nothing but the interface.
 #pragma once

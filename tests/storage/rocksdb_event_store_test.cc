@@ -39,7 +39,8 @@ std::unique_ptr<EventStoreHarness> MakeRocksDbHarness() {
   return std::make_unique<RocksDbHarness>();
 }
 
-INSTANTIATE_TEST_SUITE_P(RocksDb, EventStoreContractTest, ::testing::Values(&MakeRocksDbHarness));
+INSTANTIATE_TEST_SUITE_P(RocksDb, EventStoreContractTest, ::testing::Values(&MakeRocksDbHarness),
+                         [](const auto&) { return std::string("Embedded"); });
 
 TEST(RocksDbEventStoreTest, AYieldingReaderWakesWhenTheQueueDrains) {
   testing::TempDir dir;

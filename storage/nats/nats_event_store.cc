@@ -1,0 +1,399 @@
+#include "storage/nats/nats_event_store.h"
+
+#include <sys/prctl.h>
+
+#include <chrono>
+#include <optional>
+
+#include "absl/time/clock.h"
+#include "domain/ids.h"
+#include "domain/status_macros.h"
+#include "domain/strings.h"
+#include "storage/log_batch.h"
+#include "storage/thread_name.h"
+
+namespace fidelis::storage::nats {
+namespace {
+
+// How often a replica that is catching up says how far it is.
+constexpr absl::Duration kProgressInterval = absl::Seconds(5);
+// How long an append waits for a lost connection to NATS to come back before it gets
+// UNAVAILABLE.
+constexpr absl::Duration kDisconnectedGrace = absl::Seconds(2);
+
+}  // namespace
+
+struct NatsEventStore::Writer {
+  Writer(AppendRequest r, AppendCallback d) : request(std::move(r)), done(std::move(d)) {}
+  AppendRequest request;
+  AppendCallback done;
+  absl::StatusOr<AppendResult> result;
+  int alias_of = -1;
+};
+
+// Passes the replica's head movements on to this store's own listeners.
+class NatsEventStore::Forwarder : public HeadListener {
+ public:
+  explicit Forwarder(NatsEventStore* store) : store_(store) {}
+  void OnHeadAdvanced(uint64_t head) override { store_->NotifyHeadListeners(head); }
+
+ private:
+  NatsEventStore* const store_;
+};
+
+NatsEventStore::NatsEventStore(NatsEventStoreOptions options,
+                               std::unique_ptr<RocksDbEventStore> replica,
+                               std::unique_ptr<JetStreamLog> log)
+    : options_(std::move(options)),
+      node_id_(options_.node_id.empty() ? NewId().substr(0, 12) : options_.node_id),
+      replica_(std::move(replica)),
+      log_(std::move(log)) {}
+
+absl::StatusOr<std::unique_ptr<NatsEventStore>> NatsEventStore::Open(
+    Database* database, NatsEventStoreOptions options) {
+  ASSIGN_OR_RETURN(std::unique_ptr<RocksDbEventStore> replica, RocksDbEventStore::Open(database));
+  ASSIGN_OR_RETURN(std::unique_ptr<JetStreamLog> log, JetStreamLog::Connect(options.jetstream));
+  std::unique_ptr<NatsEventStore> store(
+      new NatsEventStore(std::move(options), std::move(replica), std::move(log)));
+  store->forwarder_ = std::make_unique<Forwarder>(store.get());
+  store->replica_->AddHeadListener(store->forwarder_.get());
+  NatsEventStore* raw = store.get();
+  store->replicator_ = std::thread([raw] {
+    NameThisThread("fidelis-replica");
+    raw->ReplicatorLoop();
+  });
+  store->writer_ = std::thread([raw] {
+    NameThisThread("fidelis-log");
+    raw->WriterLoop();
+  });
+  return store;
+}
+
+NatsEventStore::~NatsEventStore() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    work_cv_.Signal();
+  }
+  if (writer_.joinable()) writer_.join();
+  stop_replicator_.store(true);
+  if (replicator_.joinable()) replicator_.join();
+  replica_->RemoveHeadListener(forwarder_.get());
+}
+
+void NatsEventStore::AppendAsync(AppendRequest request, AppendCallback done) {
+  if (absl::Status valid = CheckAppendRequest(request); !valid.ok()) {
+    std::move(done)(std::move(valid));
+    return;
+  }
+  auto writer = std::make_unique<Writer>(std::move(request), std::move(done));
+  if (std::this_thread::get_id() == writer_.get_id()) {
+    // From a callback: ahead of the queue (see EventStore::AppendAsync).
+    from_callbacks_.push_back(std::move(writer));
+    pending_.fetch_add(1);
+    return;
+  }
+  absl::Status refused;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) {
+      refused = absl::UnavailableError("the event log is shutting down");
+    } else if (queue_.size() >= options_.max_pending_appends) {
+      refused = absl::ResourceExhaustedError(
+          StrCat("the event log has ", queue_.size(), " appends waiting; retry with backoff"));
+    } else {
+      queue_.push_back(std::move(writer));
+      pending_.fetch_add(1);
+      work_cv_.Signal();
+      return;
+    }
+  }
+  std::move(writer->done)(std::move(refused));
+}
+
+void NatsEventStore::WriterLoop() {
+  std::vector<std::unique_ptr<Writer>> group;
+  while (true) {
+    group.swap(from_callbacks_);
+    {
+      absl::MutexLock lock(&mu_);
+      while (group.empty() && queue_.empty() && !stopping_) work_cv_.Wait(&mu_);
+      if (group.empty() && queue_.empty()) return;  // Stopping, and everything is answered.
+      while (!queue_.empty() && group.size() < options_.max_group_size) {
+        group.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    CommitGroup(group);
+    for (std::unique_ptr<Writer>& w : group) std::move(w->done)(std::move(w->result));
+    if (pending_.fetch_sub(group.size()) == group.size() && drain_waiters_.load() > 0) {
+      absl::MutexLock lock(&drain_mu_);
+      drained_cv_.SignalAll();
+    }
+    group.clear();
+  }
+}
+
+void NatsEventStore::CommitGroup(std::vector<std::unique_ptr<Writer>>& group) {
+  const auto deadline = SteadyAfter(options_.publish_deadline);
+  auto remaining = [&] { return absl::FromChrono(deadline - std::chrono::steady_clock::now()); };
+  auto fail_all = [&](const absl::Status& status) {
+    for (std::unique_ptr<Writer>& w : group) w->result = status;
+  };
+  while (true) {
+    // Until the replica holds the stream's marker, there is nothing to append after.
+    if (replica_->replicated_sequence() == 0 && !AwaitSequence(1, remaining())) {
+      return fail_all(absl::UnavailableError(
+          StrCat("the event log of record (NATS JetStream stream ", options_.jetstream.stream,
+                 ") cannot be reached; nothing was appended")));
+    }
+    v1::LogBatch batch;
+    uint64_t expected = 0;
+    {
+      absl::MutexLock lock(&apply_mu_);
+      expected = replica_->replicated_sequence();
+      BatchAssembler assembler(
+          replica_->HeadPosition() + 1,
+          [this](const std::string& stream_id) { return HeadLocked(stream_id); },
+          [this](const std::string& id) { return replica_->FindCommand(id); }, &batch);
+      for (std::unique_ptr<Writer>& w : group) {
+        BatchAssembler::Outcome outcome = assembler.Add(w->request);
+        w->result = std::move(outcome.result);
+        w->alias_of = outcome.alias_of;
+      }
+    }
+    if (batch.events_size() == 0) break;  // Every request was answered without an append.
+
+    const std::string data = batch.SerializeAsString();
+    const std::string message_id = StrCat(node_id_, "-", ++published_);
+    absl::StatusOr<PubAck> ack;
+    std::optional<absl::Time> disconnected_since;
+    while (true) {
+      ack = log_->Publish(data, expected, message_id);
+      if (ack.ok() || absl::IsAborted(ack.status())) break;
+      // A connection that is down stays so for a while (every server gone): give up soon. A
+      // connection that is up waits out a stream leader's election, up to the deadline.
+      if (log_->connected()) {
+        disconnected_since.reset();
+      } else if (!disconnected_since) {
+        disconnected_since = absl::Now();
+      }
+      if (remaining() <= absl::ZeroDuration() ||
+          (disconnected_since && absl::Now() - *disconnected_since > kDisconnectedGrace)) {
+        return fail_all(
+            absl::UnavailableError(StrCat(ack.status().message(),
+                                          "; the commands may or may not have been appended: "
+                                          "retry them with their command ids")));
+      }
+      absl::SleepFor(absl::Milliseconds(50));  // Reconnecting, or a stream leader is elected.
+    }
+    if (!ack.ok()) {
+      // Another node appended after the sequence this batch was assembled on: catch up, then
+      // decide every request again on the new state.
+      absl::StatusOr<uint64_t> last = log_->LastSequence();
+      if (last.ok()) AwaitSequence(*last, remaining());
+      if (remaining() <= absl::ZeroDuration()) {
+        return fail_all(absl::UnavailableError(
+            "the event log kept moving ahead of this node; nothing was appended"));
+      }
+      continue;
+    }
+    absl::Status applied;
+    {
+      absl::MutexLock lock(&apply_mu_);
+      if (replica_->replicated_sequence() + 1 == ack->sequence) {
+        applied = ApplyLocked(batch, ack->sequence);
+      }
+    }
+    if (applied.ok() && !AwaitSequence(ack->sequence, remaining() + absl::Seconds(30))) {
+      applied = absl::UnavailableError("the replica did not receive the appended batch in time");
+    }
+    if (!applied.ok()) {
+      return fail_all(absl::UnavailableError(StrCat(
+          "appended to the log of record but not to this node's replica: ", applied.message())));
+    }
+    break;
+  }
+  for (std::unique_ptr<Writer>& w : group) {
+    if (w->alias_of >= 0) {
+      w->result = group[w->alias_of]->result;
+      if (w->result.ok()) w->result->deduplicated = true;
+    }
+  }
+}
+
+absl::StatusOr<int64_t> NatsEventStore::HeadLocked(const std::string& stream_id) {
+  apply_mu_.AssertHeld();
+  if (auto it = heads_.find(stream_id); it != heads_.end()) return it->second;
+  ASSIGN_OR_RETURN(int64_t version, replica_->StreamVersion(stream_id));
+  if (heads_.size() >= (1u << 20)) heads_.clear();  // A cache, not the truth: bound it.
+  heads_.emplace(stream_id, version);
+  return version;
+}
+
+absl::Status NatsEventStore::ApplyLocked(const v1::LogBatch& batch, uint64_t sequence) {
+  const uint64_t current = replica_->replicated_sequence();
+  if (sequence <= current) return absl::OkStatus();  // Applied already.
+  if (sequence != current + 1) {
+    return absl::DataLossError(
+        StrCat("the stream delivered sequence ", sequence, " after the replica's ", current));
+  }
+  RETURN_IF_ERROR(replica_->ApplyReplicated(batch, sequence));
+  for (const v1::StoredEvent& event : batch.events()) {
+    if (auto it = heads_.find(event.stream_id()); it != heads_.end()) {
+      it->second = event.stream_version();
+    }
+  }
+  absl::MutexLock lock(&applied_mu_);
+  applied_cv_.SignalAll();
+  return absl::OkStatus();
+}
+
+bool NatsEventStore::AwaitSequence(uint64_t sequence, absl::Duration timeout) const {
+  const SteadyTime until = SteadyAfter(timeout);
+  absl::MutexLock lock(&applied_mu_);
+  while (replica_->replicated_sequence() < sequence) {
+    if (!applied_cv_.WaitUntil(&applied_mu_, until)) break;
+  }
+  return replica_->replicated_sequence() >= sequence;
+}
+
+void NatsEventStore::ReplicatorLoop() {
+  std::unique_ptr<JetStreamLog::Subscription> subscription;
+  uint64_t target = 0;  // The stream's last sequence when this node first reached it.
+  absl::Time last_report = absl::Now();
+  absl::Status last_error;
+  while (!stop_replicator_.load()) {
+    if (!caught_up_.load() && target > 0 && replica_->replicated_sequence() >= target) {
+      caught_up_.store(true);
+      absl::MutexLock lock(&applied_mu_);
+      applied_cv_.SignalAll();
+    }
+    if (subscription == nullptr) {
+      absl::Status ready = log_->EnsureStream();
+      absl::StatusOr<uint64_t> last = ready.ok() ? log_->LastSequence() : ready;
+      absl::StatusOr<std::unique_ptr<JetStreamLog::Subscription>> subscribed =
+          last.ok() ? log_->Subscribe(replica_->replicated_sequence() + 1) : last.status();
+      if (!subscribed.ok()) {
+        if (subscribed.status() != last_error) {
+          std::fprintf(stderr, "fidelis-replica: %s; retrying\n",
+                       subscribed.status().ToString().c_str());
+          last_error = subscribed.status();
+        }
+        absl::SleepFor(absl::Milliseconds(250));
+        continue;
+      }
+      last_error = absl::OkStatus();
+      if (target == 0) target = std::max<uint64_t>(*last, 1);
+      subscription = *std::move(subscribed);
+      continue;
+    }
+    absl::StatusOr<StreamMessage> message = subscription->Next(absl::Milliseconds(200));
+    if (absl::IsNotFound(message.status())) continue;
+    absl::Status applied = message.status();
+    if (applied.ok()) {
+      v1::LogBatch batch;
+      if (!batch.ParseFromString(message->data)) {
+        applied = absl::DataLossError(
+            StrCat("stream message ", message->sequence, " is not a Fidelis log batch"));
+      } else {
+        absl::MutexLock lock(&apply_mu_);
+        applied = ApplyLocked(batch, message->sequence);
+      }
+    }
+    if (!applied.ok()) {
+      // Follow again from the sequence after the replica's.
+      std::fprintf(stderr, "fidelis-replica: %s; following the stream again\n",
+                   applied.ToString().c_str());
+      subscription.reset();
+      absl::SleepFor(absl::Milliseconds(100));
+      continue;
+    }
+    if (!caught_up_.load() && absl::Now() - last_report >= kProgressInterval) {
+      last_report = absl::Now();
+      std::fprintf(stderr,
+                   "fidelis-replica: building the replica: stream sequence %llu of %llu, head "
+                   "position %llu\n",
+                   static_cast<unsigned long long>(replica_->replicated_sequence()),
+                   static_cast<unsigned long long>(target),
+                   static_cast<unsigned long long>(replica_->HeadPosition()));
+    }
+  }
+}
+
+bool NatsEventStore::WaitUntilReady(absl::Duration timeout) const {
+  const SteadyTime until = SteadyAfter(timeout);
+  absl::MutexLock lock(&applied_mu_);
+  while (!caught_up_.load()) {
+    if (!applied_cv_.WaitUntil(&applied_mu_, until)) break;
+  }
+  return caught_up_.load();
+}
+
+absl::Status NatsEventStore::AwaitPosition(uint64_t position, absl::Duration timeout) const {
+  const SteadyTime until = SteadyAfter(timeout);
+  uint64_t head = replica_->HeadPosition();
+  bool asked = false;
+  while (head < position) {
+    if (std::chrono::steady_clock::now() >= until) {
+      return absl::DeadlineExceededError(
+          StrCat("this node's replica of the log holds positions up to ", head, ", not yet ",
+                 position, ", by the call's deadline"));
+    }
+    head = replica_->WaitForHead(head, absl::Milliseconds(50));
+    if (head >= position || asked) continue;
+    // Not there in a moment: does the log of record hold it at all?
+    asked = true;
+    absl::StatusOr<uint64_t> newest = log_->LastPosition();
+    if (newest.ok() && *newest < position) {
+      return absl::OutOfRangeError(
+          StrCat(position, " is beyond the head of the log (", std::max(*newest, head), ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<v1::CommandRecord>> NatsEventStore::FindCommand(
+    std::string_view command_id) const {
+  return replica_->FindCommand(command_id);
+}
+
+absl::StatusOr<std::vector<v1::StoredEvent>> NatsEventStore::ReadStream(std::string_view stream_id,
+                                                                        int64_t from_version,
+                                                                        size_t max_count) const {
+  return replica_->ReadStream(stream_id, from_version, max_count);
+}
+
+absl::StatusOr<int64_t> NatsEventStore::StreamVersion(std::string_view stream_id) const {
+  return replica_->StreamVersion(stream_id);
+}
+
+absl::Status NatsEventStore::Scan(uint64_t from_position, size_t max_count,
+                                  const std::function<bool(const v1::StoredEvent&)>& visit) const {
+  return replica_->Scan(from_position, max_count, visit);
+}
+
+absl::Status NatsEventStore::ScanRaw(
+    uint64_t from_position, size_t max_count,
+    const std::function<bool(uint64_t, std::string_view)>& visit) const {
+  return replica_->ScanRaw(from_position, max_count, visit);
+}
+
+uint64_t NatsEventStore::WaitForHead(uint64_t after_position, absl::Duration timeout) const {
+  return replica_->WaitForHead(after_position, timeout);
+}
+
+bool NatsEventStore::WaitUntilNoPendingAppends(absl::Duration timeout) const {
+  if (pending_.load() == 0) return true;
+  const SteadyTime until = SteadyAfter(timeout);
+  drain_waiters_.fetch_add(1);
+  {
+    absl::MutexLock lock(&drain_mu_);
+    while (pending_.load() > 0 && drained_cv_.WaitUntil(&drain_mu_, until)) {
+    }
+  }
+  drain_waiters_.fetch_sub(1);
+  return pending_.load() == 0;
+}
+
+}  // namespace fidelis::storage::nats
