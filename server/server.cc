@@ -130,8 +130,8 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
   const Clock* clock = server->clock_;
   server->commands_service_ =
       std::make_unique<AccountCommandsService>(server->handler_.get(), auth, clock);
-  server->queries_service_ =
-      std::make_unique<AccountQueriesService>(server->engine_.get(), auth, clock);
+  server->queries_service_ = std::make_unique<AccountQueriesService>(
+      server->engine_.get(), server->store_.get(), &server->serving_, auth, clock);
   server->event_log_service_ = std::make_unique<EventLogService>(
       server->store_.get(), &server->registry_, &server->serving_, auth, clock);
   server->rebuilds_ = std::make_unique<RebuildManager>(

@@ -158,8 +158,8 @@ std::vector<ProjectionView> ProjectionEngine::Views() const {
   return views;
 }
 
-absl::StatusOr<std::shared_ptr<ProjectionRunner>> ProjectionEngine::Readable(
-    std::string_view name, uint32_t version, uint64_t min_position, absl::Time deadline) const {
+absl::StatusOr<std::shared_ptr<ProjectionRunner>> ProjectionEngine::ReadableBuild(
+    std::string_view name, uint32_t version, uint64_t min_position) const {
   ASSIGN_OR_RETURN(ProjectionView view, View(name));
   std::shared_ptr<ProjectionRunner> runner;
   if (version == 0 || version == view.live->build().version) {
@@ -176,14 +176,21 @@ absl::StatusOr<std::shared_ptr<ProjectionRunner>> ProjectionEngine::Readable(
                         StrCat(name, " v", version, " is not served; builds: ", served));
   }
   if (min_position > events_->HeadPosition()) {
-    // Beyond this node's log: a cluster node waits for its replica.
-    absl::Status held = events_->AwaitPosition(min_position, deadline - clock_->Now());
+    // Beyond this node's log: a local log says so at once; a cluster node's replica may get
+    // there (DEADLINE_EXCEEDED now), and the caller waits for it.
+    absl::Status held = events_->AwaitPosition(min_position, absl::ZeroDuration());
     if (absl::IsOutOfRange(held)) {
       return InvalidField("min_global_position", std::string(held.message()));
     }
-    RETURN_IF_ERROR(held);
   }
   RETURN_IF_ERROR(runner->Availability());
+  return runner;
+}
+
+absl::StatusOr<std::shared_ptr<ProjectionRunner>> ProjectionEngine::Readable(
+    std::string_view name, uint32_t version, uint64_t min_position, absl::Time deadline) const {
+  ASSIGN_OR_RETURN(std::shared_ptr<ProjectionRunner> runner,
+                   ReadableBuild(name, version, min_position));
   if (min_position > 0) RETURN_IF_ERROR(runner->WaitFor(min_position, deadline));
   return runner;
 }

@@ -86,11 +86,16 @@ class ProjectionEngine {
   absl::StatusOr<ProjectionView> View(std::string_view name) const;
   std::vector<ProjectionView> Views() const;
 
-  // The build of `name` a query reads, once it is readable and has applied `min_position`:
-  // the live one for version 0 or the live version, else a caught-up shadow or the previous
-  // build of that version. NOT_FOUND (unknown projection), INVALID_ARGUMENT (a version no
-  // build serves, or a min_position beyond the head of the log), UNAVAILABLE (rebuilding),
-  // DEADLINE_EXCEEDED.
+  // The build of `name` a query reads: the live one for version 0 or the live version, else a
+  // caught-up shadow or the previous build of that version, when it is readable. Does not
+  // wait for `min_position` (the caller does, ProjectionRunner::WhenApplied); checks only that
+  // the log may hold it. NOT_FOUND (unknown projection), INVALID_ARGUMENT (a version no build
+  // serves, or a min_position beyond the head of the log), UNAVAILABLE (rebuilding).
+  absl::StatusOr<std::shared_ptr<ProjectionRunner>> ReadableBuild(std::string_view name,
+                                                                  uint32_t version,
+                                                                  uint64_t min_position) const;
+  // ReadableBuild, then waiting (blocking) until the build has applied `min_position`:
+  // DEADLINE_EXCEEDED when `deadline` passes first.
   absl::StatusOr<std::shared_ptr<ProjectionRunner>> Readable(std::string_view name,
                                                              uint32_t version,
                                                              uint64_t min_position,

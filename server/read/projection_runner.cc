@@ -133,21 +133,66 @@ void ProjectionRunner::PauseAfterBatch() {
   if (options_.tail_interval <= absl::ZeroDuration()) return;
   const storage::SteadyTime until = storage::SteadyAfter(options_.tail_interval);
   absl::MutexLock lock(&state_mu_);
-  while (hurrying_ == 0 && !stopping_.load() && pause_cv_.WaitUntil(&state_mu_, until)) {
+  while (hurrying_ == 0 && waiters_.empty() && !stopping_.load() &&
+         pause_cv_.WaitUntil(&state_mu_, until)) {
   }
 }
 
 void ProjectionRunner::PublishCheckpoint(uint64_t position) {
-  absl::MutexLock lock(&state_mu_);
-  checkpoint_.store(position, std::memory_order_release);
-  checkpoint_cv_.SignalAll();
+  std::vector<AppliedCallback> ready;
+  {
+    absl::MutexLock lock(&state_mu_);
+    checkpoint_.store(position, std::memory_order_release);
+    checkpoint_cv_.SignalAll();
+    while (!waiters_.empty() && waiters_.begin()->first <= position) {
+      ready.push_back(std::move(waiters_.begin()->second.done));
+      waiters_.erase(waiters_.begin());
+    }
+  }
+  for (AppliedCallback& done : ready) std::move(done)(absl::OkStatus());
 }
 
 void ProjectionRunner::SetUnavailable(std::string rebuild_id, std::function<std::string()> reason) {
+  std::vector<AppliedCallback> failed;
+  absl::Status why;
+  {
+    absl::MutexLock lock(&state_mu_);
+    unavailable_ = std::move(reason);
+    rebuild_id_ = std::move(rebuild_id);
+    checkpoint_cv_.SignalAll();
+    why = absl::UnavailableError(unavailable_());
+    for (auto& [position, waiter] : waiters_) failed.push_back(std::move(waiter.done));
+    waiters_.clear();
+  }
+  for (AppliedCallback& done : failed) std::move(done)(why);
+}
+
+uint64_t ProjectionRunner::WhenApplied(uint64_t position, AppliedCallback done) const {
+  absl::Status now;
+  {
+    absl::MutexLock lock(&state_mu_);
+    if (unavailable_) {
+      now = absl::UnavailableError(unavailable_());
+    } else if (checkpoint_.load(std::memory_order_acquire) < position) {
+      const uint64_t id = next_waiter_++;
+      waiters_.emplace(position, Waiter{id, std::move(done)});
+      pause_cv_.Signal();  // The tailing thread need not finish its pause.
+      return id;
+    }
+  }
+  std::move(done)(std::move(now));
+  return 0;
+}
+
+bool ProjectionRunner::CancelWaiter(uint64_t id) const {
   absl::MutexLock lock(&state_mu_);
-  unavailable_ = std::move(reason);
-  rebuild_id_ = std::move(rebuild_id);
-  checkpoint_cv_.SignalAll();
+  for (auto it = waiters_.begin(); it != waiters_.end(); ++it) {
+    if (it->second.id == id) {
+      waiters_.erase(it);
+      return true;
+    }
+  }
+  return false;
 }
 
 void ProjectionRunner::SetAvailable() {

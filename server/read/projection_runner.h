@@ -32,6 +32,7 @@
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -96,6 +97,17 @@ class ProjectionRunner {
   // tailing thread's pause between batches (tail_interval), since the caller waits.
   absl::Status WaitFor(uint64_t position, absl::Time deadline) const;
 
+  // The asynchronous WaitFor, for callers that must not block (callback RPCs): `done` gets OK
+  // once checkpoint() >= position, or UNAVAILABLE when the build becomes unreadable first. It
+  // runs at once on the calling thread when the position is applied already, otherwise on the
+  // thread that applied it or made the build unreadable (the tailing thread, a rebuild, a
+  // switch): it must be quick and must not block. Hurries the tailing thread as WaitFor does.
+  // Returns an id for CancelWaiter (0 when `done` has run already).
+  using AppliedCallback = absl::AnyInvocable<void(absl::Status) &&>;
+  uint64_t WhenApplied(uint64_t position, AppliedCallback done) const;
+  // Forgets waiter `id`: true when it had not run, and now never will.
+  bool CancelWaiter(uint64_t id) const;
+
   // Never advance past `leader`'s checkpoint (null: no limit). Set on a previous build, with
   // the live build as leader.
   void SetLeader(std::shared_ptr<const ProjectionRunner> leader);
@@ -138,6 +150,13 @@ class ProjectionRunner {
   std::shared_ptr<const ProjectionRunner> leader_ ABSL_GUARDED_BY(state_mu_);
   // WaitFor callers waiting for a position not yet applied; they end the tailing pause.
   mutable int hurrying_ ABSL_GUARDED_BY(state_mu_) = 0;
+  // WhenApplied callers, by the position they wait for; they hurry the tailing thread too.
+  struct Waiter {
+    uint64_t id;
+    AppliedCallback done;
+  };
+  mutable std::multimap<uint64_t, Waiter> waiters_ ABSL_GUARDED_BY(state_mu_);
+  mutable uint64_t next_waiter_ ABSL_GUARDED_BY(state_mu_) = 1;
   // Signalled when hurrying_ rises or the runner stops.
   mutable storage::SteadyCondVar pause_cv_;
 };
