@@ -160,7 +160,8 @@ class EventStore {
   // Waits until the log holds `position`. A local log answers at once: OK, or OUT_OF_RANGE
   // when the position is beyond its head. A replica of a distributed log waits up to `timeout`
   // for a position the log of record holds (DEADLINE_EXCEEDED when it did not get there in
-  // time), and answers OUT_OF_RANGE for one the log of record does not hold either.
+  // time), and answers OUT_OF_RANGE for one the log of record does not hold either (it asks
+  // the log of record once, even with a zero timeout, when it can reach it).
   virtual absl::Status AwaitPosition(uint64_t position, absl::Duration timeout) const;
 
   // Blocks until the store can serve appends and up-to-date reads, or `timeout` passes; true

@@ -191,6 +191,18 @@ void NatsEventStore::CommitGroup(std::vector<std::unique_ptr<Writer>>& group) {
       // Another node appended after the sequence this batch was assembled on: catch up, then
       // decide every request again on the new state.
       absl::StatusOr<uint64_t> last = log_->LastSequence();
+      if (last.ok() && *last < expected) {
+        // The stream ends before what this replica holds: it lost messages (every NATS
+        // server lost power before syncing) or is another stream. Waiting will not help.
+        return fail_all(absl::DataLossError(StrCat(
+            "this node's replica holds stream sequence ", expected,
+            " but the NATS JetStream "
+            "stream ",
+            options_.jetstream.stream, " ends at ", *last,
+            ": the stream lost messages "
+            "or is not the one this replica was copied from; rebuild the replica (start the node "
+            "with an empty --data_dir); nothing was appended")));
+      }
       if (last.ok()) AwaitSequence(*last, remaining());
       if (remaining() <= absl::ZeroDuration()) {
         return fail_all(absl::UnavailableError(
@@ -261,10 +273,20 @@ bool NatsEventStore::AwaitSequence(uint64_t sequence, absl::Duration timeout) co
 void NatsEventStore::ReplicatorLoop() {
   std::unique_ptr<JetStreamLog::Subscription> subscription;
   uint64_t target = 0;  // The stream's last sequence when this node first reached it.
-  absl::Time last_report = absl::Now();
+  const absl::Time started = absl::Now();
+  const uint64_t start_position = replica_->HeadPosition();
+  absl::Time last_report = started;
   absl::Status last_error;
   while (!stop_replicator_.load()) {
     if (!caught_up_.load() && target > 0 && replica_->replicated_sequence() >= target) {
+      const double seconds = absl::ToDoubleSeconds(absl::Now() - started);
+      const uint64_t copied = replica_->HeadPosition() - start_position;
+      std::fprintf(stderr,
+                   "fidelis-replica: caught up with the stream at head position %llu: copied %llu "
+                   "events in %.3f s (%.0f events/s)\n",
+                   static_cast<unsigned long long>(replica_->HeadPosition()),
+                   static_cast<unsigned long long>(copied), seconds,
+                   seconds > 0 ? copied / seconds : 0.0);
       caught_up_.store(true);
       absl::MutexLock lock(&applied_mu_);
       applied_cv_.SignalAll();
@@ -335,20 +357,22 @@ absl::Status NatsEventStore::AwaitPosition(uint64_t position, absl::Duration tim
   uint64_t head = replica_->HeadPosition();
   bool asked = false;
   while (head < position) {
+    if (!asked && log_->connected()) {
+      // Does the log of record hold it at all? Asked once, even with no time to wait, so that
+      // a position beyond the log is refused at once rather than waited for.
+      asked = true;
+      absl::StatusOr<uint64_t> newest = log_->LastPosition();
+      if (newest.ok() && *newest < position) {
+        return absl::OutOfRangeError(
+            StrCat(position, " is beyond the head of the log (", std::max(*newest, head), ")"));
+      }
+    }
     if (std::chrono::steady_clock::now() >= until) {
       return absl::DeadlineExceededError(
           StrCat("this node's replica of the log holds positions up to ", head, ", not yet ",
                  position, ", by the call's deadline"));
     }
     head = replica_->WaitForHead(head, absl::Milliseconds(50));
-    if (head >= position || asked) continue;
-    // Not there in a moment: does the log of record hold it at all?
-    asked = true;
-    absl::StatusOr<uint64_t> newest = log_->LastPosition();
-    if (newest.ok() && *newest < position) {
-      return absl::OutOfRangeError(
-          StrCat(position, " is beyond the head of the log (", std::max(*newest, head), ")"));
-    }
   }
   return absl::OkStatus();
 }

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "nats/nats.h"
 #include "tests/nats_cluster.h"
 #include "tests/storage/event_store_contract.h"
 #include "tests/test_util.h"
@@ -84,8 +85,7 @@ std::unique_ptr<EventStoreHarness> MakeNatsHarness() {
   return std::make_unique<NatsHarness>();
 }
 
-INSTANTIATE_TEST_SUITE_P(NatsJetStream, EventStoreContractTest,
-                         ::testing::Values(&MakeNatsHarness),
+INSTANTIATE_TEST_SUITE_P(NatsJetStream, EventStoreContractTest, ::testing::Values(&MakeNatsHarness),
                          [](const auto&) { return std::string("OneServer"); });
 
 class TwoNodesTest : public ::testing::Test {
@@ -128,7 +128,7 @@ TEST_F(TwoNodesTest, ConcurrentWritersOnBothNodesKeepPositionsGaplessAndReplicas
     });
   }
   for (auto& thread : threads) thread.join();
-  const uint64_t total = 4 * kPerThread;
+  const uint64_t total = uint64_t{4} * kPerThread;
   for (Node* node : {a_.get(), b_.get()}) {
     ASSERT_OK(node->store()->AwaitPosition(total, absl::Seconds(20)));
     EXPECT_EQ(node->store()->HeadPosition(), total);
@@ -165,6 +165,36 @@ TEST_F(TwoNodesTest, APositionBeyondTheLogIsOutOfRangeAndOneOnTheWayIsWaitedFor)
   ASSERT_OK(a_->store()->Append(OneStream("A-1", kExpectAny, 3)));
   EXPECT_OK(b_->store()->AwaitPosition(3, absl::Seconds(10)));
   EXPECT_CODE(b_->store()->AwaitPosition(100, absl::Seconds(10)), kOutOfRange);
+}
+
+// Deletes `stream` from the shared server, as if its messages had been lost.
+void DeleteStream(const std::string& stream) {
+  natsConnection* connection = nullptr;
+  jsCtx* js = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&connection, SharedServer().urls().c_str()), NATS_OK);
+  ASSERT_EQ(natsConnection_JetStream(&js, connection, nullptr), NATS_OK);
+  jsErrCode error = static_cast<jsErrCode>(0);
+  EXPECT_EQ(js_DeleteStream(js, stream.c_str(), nullptr, &error), NATS_OK) << error;
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(connection);
+}
+
+TEST(LostStreamTest, AReplicaAheadOfTheStreamRefusesAppendsWithDataLoss) {
+  static ::testing::Environment* const stop =
+      ::testing::AddGlobalTestEnvironment(new StopSharedServer);
+  (void)stop;
+  const std::string stream = UniqueStream();
+  Node node(Options(stream, SharedServer()));
+  ASSERT_OK(node.store()->Append(OneStream("A-1", kExpectNoStream, 3)));
+  ASSERT_OK(node.store()->Append(OneStream("A-1", 3)));
+  node.Close();
+  DeleteStream(stream);
+  node.Open();  // The stream is created again, empty; the replica still holds 4 events.
+  auto refused = node.store()->Append(OneStream("B-1", kExpectNoStream));
+  EXPECT_CODE(refused, kDataLoss);
+  EXPECT_NE(refused.status().message().find("ends at 1"), std::string_view::npos)
+      << refused.status();
+  EXPECT_EQ(node.store()->HeadPosition(), 4u);
 }
 
 }  // namespace
