@@ -143,6 +143,10 @@ struct Call {
 
 }  // namespace
 
+std::string RunTag() {
+  return std::to_string(std::chrono::system_clock::now().time_since_epoch().count() % 1000000000);
+}
+
 std::vector<std::string> OpenAccounts(v1::AccountCommands::Stub& stub, int count,
                                       const std::string& prefix) {
   std::vector<std::string> ids;

@@ -59,6 +59,9 @@ struct RebuildOutcome {
 RebuildOutcome TimeRebuild(v1::ProjectionAdmin::Stub& admin,
                            const v1::RebuildProjectionRequest& request);
 
+// A suffix that keeps this run's account numbers apart from earlier runs'.
+std::string RunTag();
+
 // Opens `count` accounts numbered `prefix`0, `prefix`1, ... with a large balance; exits the
 // process when one fails.
 std::vector<std::string> OpenAccounts(v1::AccountCommands::Stub& stub, int count,

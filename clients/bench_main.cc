@@ -9,7 +9,9 @@
 //     flat out, with calls of B commands each and BC of them in flight (throughput in
 //     commands, latency per call).
 //   fidelis-bench queries [--server A] [--accounts N] [--seconds T] [--concurrency C]
-//     GetAccountSummary flat out with C calls in flight against the no-op Ping in the same run.
+//                         [--rounds K]
+//     GetAccountSummary flat out with C calls in flight against the no-op Ping in the same run,
+//     in K rounds of each, alternating; the ratio is of the pooled throughputs.
 //   fidelis-bench stream-length [--server A] [--events N] [--calls M]
 //     Deposit latency on an account with N events against one on a new account.
 //   fidelis-bench rebuild [--server A] [--projection P] [--batch-size B] [--mode M]
@@ -22,6 +24,17 @@
 //     blue-green rebuild, for as long as it runs; K times over; then the baseline once more. Each
 //     round's ratios are against the better of the baselines on either side of it; the pooled
 //     ratios put every latency of the K rebuilds against every latency of the K + 1 baselines.
+//   fidelis-bench compare --target LABEL=ADDR [--target ...] [--accounts N] [--seconds T]
+//                         [--concurrency C] [--batch B] [--batch-concurrency BC] [--rounds K]
+//     Unary commands and ExecuteCommands on each target in turn, K rounds: each target's
+//     pooled throughput, p50 and p99, and their ratios to the first target's (used to put the
+//     embedded log, a JetStream stream of one replica and one of three side by side).
+//   fidelis-bench contention --server A --other B [--accounts N] [--seconds T] [--concurrency C]
+//                            [--rounds K]
+//     Two nodes of one cluster writing to the same accounts (C/2 calls in flight each) against
+//     node A alone (C in flight), alternating, K rounds.
+//   fidelis-bench fill [--server A] [--accounts N] --events E [--batch B]
+//     Appends about E events in ExecuteCommands calls of B, 16 in flight.
 //
 // The machinery (driving calls, measuring, the calls each benchmark makes) is in
 // bench_driver.h. Prints a table, and with --json one JSON object per measurement. With --trace
@@ -36,6 +49,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/synchronization/mutex.h"
+#include "clients/bench_cluster.h"
 #include "clients/bench_driver.h"
 #include "clients/client_util.h"
 
@@ -58,12 +72,13 @@ struct Options {
   int batch_size = 0;
   std::string mode = "in-place";
   int rounds = 1;
+  int query_rounds = 3;
+  int compare_rounds = 2;
+  std::vector<std::string> targets;
+  std::string other;
+  uint64_t fill_events = 0;
+  int fill_batch = 100;
 };
-
-// A suffix that keeps this run's account numbers apart from earlier runs'.
-std::string RunTag() {
-  return std::to_string(std::chrono::system_clock::now().time_since_epoch().count() % 1000000000);
-}
 
 int RunCommands(const Options& o, v1::AccountCommands::Stub& stub) {
   std::vector<std::string> ids = OpenAccounts(stub, o.accounts, "B" + RunTag() + "N");
@@ -105,16 +120,34 @@ int RunQueries(const Options& o, v1::AccountCommands::Stub& stub,
                v1::AccountQueries::Stub& queries) {
   std::vector<std::string> ids = OpenAccounts(stub, o.accounts, "Q" + RunTag() + "N");
   PrintHeader(o.json);
-  Measurement ping = Drive("ping (no-op baseline)", o.concurrency, 0, o.seconds, PingIssuer(stub));
-  Print(ping, o.json);
-  Measurement reads =
-      Drive("GetAccountSummary", o.concurrency, 0, o.seconds, QueryIssuer(queries, ids));
-  Print(reads, o.json);
-  if (!o.json) {
-    std::printf("GetAccountSummary / ping throughput ratio: %.3f\n",
-                ping.throughput() > 0 ? reads.throughput() / ping.throughput() : 0);
+  // Rounds alternate the baseline and the queries, so that a slow spell of the machine weighs
+  // on both; the ratio is of the pooled throughputs.
+  double ping_calls = 0, ping_seconds = 0, read_calls = 0, read_seconds = 0;
+  uint64_t failed = 0;
+  for (int round = 0; round < o.query_rounds; ++round) {
+    Measurement ping =
+        Drive("ping (no-op baseline)", o.concurrency, 0, o.seconds, PingIssuer(stub));
+    Print(ping, o.json);
+    Measurement reads =
+        Drive("GetAccountSummary", o.concurrency, 0, o.seconds, QueryIssuer(queries, ids));
+    Print(reads, o.json);
+    ping_calls += ping.ok;
+    ping_seconds += ping.seconds;
+    read_calls += reads.ok;
+    read_seconds += reads.seconds;
+    failed += reads.failed;
   }
-  return reads.failed == 0 ? 0 : 1;
+  const double ratio = ping_calls > 0 && read_seconds > 0
+                           ? (read_calls / read_seconds) / (ping_calls / ping_seconds)
+                           : 0;
+  if (o.json) {
+    std::printf("{\"name\":\"queries vs ping\",\"rounds\":%d,\"ratio\":%.3f}\n", o.query_rounds,
+                ratio);
+  } else {
+    std::printf("GetAccountSummary / ping throughput ratio over %d rounds: %.3f\n", o.query_rounds,
+                ratio);
+  }
+  return failed == 0 ? 0 : 1;
 }
 
 int RunStreamLength(const Options& o, v1::AccountCommands::Stub& stub) {
@@ -300,6 +333,9 @@ int Main(int argc, char** argv) {
   queries->add_option("--accounts", o.accounts)->capture_default_str();
   queries->add_option("--seconds", o.seconds, "Seconds per measurement")->capture_default_str();
   queries->add_option("--concurrency", o.concurrency, "Calls in flight")->capture_default_str();
+  queries->add_option("--rounds", o.query_rounds, "Rounds of Ping then GetAccountSummary")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
   CLI::App* stream = app.add_subcommand("stream-length", "Cost of a command vs stream length");
   stream->add_option("--events", o.stream_events)->capture_default_str();
   stream->add_option("--calls", o.calls)->capture_default_str();
@@ -320,7 +356,57 @@ int Main(int argc, char** argv) {
   under_load->add_option("--rounds", o.rounds, "Rebuilds under load, each after a baseline")
       ->check(CLI::Range(1, 20))
       ->capture_default_str();
+  CLI::App* compare =
+      app.add_subcommand("compare", "Commands on several servers side by side, as ratios");
+  compare->add_option("--target", o.targets, "LABEL=host:port; the first is the baseline")
+      ->required();
+  compare->add_option("--accounts", o.accounts)->capture_default_str();
+  compare->add_option("--seconds", o.seconds, "Seconds per measurement")->capture_default_str();
+  compare->add_option("--concurrency", o.concurrency, "Unary calls in flight")
+      ->capture_default_str();
+  compare->add_option("--batch", o.batch, "Commands per ExecuteCommands call (0: none)")
+      ->check(CLI::Range(0, 1000));
+  compare->add_option("--batch-concurrency", o.batch_concurrency, "ExecuteCommands calls in flight")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  compare->add_option("--rounds", o.compare_rounds, "Rounds over every target")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
+  CLI::App* contention = app.add_subcommand(
+      "contention", "Two cluster nodes writing to the same accounts vs one node alone");
+  contention->add_option("--other", o.other, "The second node, host:port")->required();
+  contention->add_option("--accounts", o.accounts)->capture_default_str();
+  contention->add_option("--seconds", o.seconds, "Seconds per measurement")->capture_default_str();
+  contention->add_option("--concurrency", o.concurrency, "Calls in flight, in all")
+      ->capture_default_str();
+  contention->add_option("--rounds", o.compare_rounds, "Rounds of each")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
+  CLI::App* fill = app.add_subcommand("fill", "Append events in batches");
+  fill->add_option("--accounts", o.accounts)->capture_default_str();
+  fill->add_option("--events", o.fill_events, "About this many events")->required();
+  fill->add_option("--batch", o.fill_batch, "Commands per call")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (*compare) {
+    std::vector<Target> targets;
+    for (const std::string& text : o.targets) {
+      Target target;
+      if (!ParseTarget(text, &target)) {
+        std::fprintf(stderr, "--target: expected LABEL=host:port, got \"%s\"\n", text.c_str());
+        return 2;
+      }
+      targets.push_back(target);
+    }
+    return RunCompare(targets, o.accounts, o.seconds, o.concurrency, o.batch, o.batch_concurrency,
+                      o.compare_rounds, o.json);
+  }
+  if (*contention) {
+    return RunContention(o.server, o.other, o.accounts, o.seconds, o.concurrency, o.compare_rounds,
+                         o.json);
+  }
+  if (*fill) return RunFill(o.server, o.accounts, o.fill_events, o.fill_batch, o.json);
   if (!o.trace.empty()) {
     trace_file = std::fopen(o.trace.c_str(), "w");
     if (trace_file == nullptr) {
@@ -347,5 +433,10 @@ int main(int argc, char** argv) {
   // The load generator shares the machine with the server it measures: no lock-order tracking
   // (on in Debian's Abseil build, see server/daemon.cc) for gRPC's mutexes here either.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  return fidelis::clients::Main(argc, argv);
+  try {
+    return fidelis::clients::Main(argc, argv);
+  } catch (const std::exception& e) {  // A thread that cannot start, memory exhausted.
+    std::fprintf(stderr, "fidelis-bench: %s\n", e.what());
+    return 1;
+  }
 }
