@@ -29,12 +29,10 @@ void* AllocateLarge(size_t bytes) {
       mmap(nullptr, size + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mapped == MAP_FAILED) throw std::bad_alloc();
   // Keeps the 2 MiB-aligned part of a mapping one huge page too large.
-  const auto begin = reinterpret_cast<uintptr_t>(mapped);
-  const uintptr_t aligned = (begin + kHugePage - 1) / kHugePage * kHugePage;
-  if (aligned > begin) munmap(mapped, aligned - begin);
-  const uintptr_t end = begin + size + kHugePage;
-  if (end > aligned + size) munmap(reinterpret_cast<void*>(aligned + size), end - aligned - size);
-  void* memory = reinterpret_cast<void*>(aligned);
+  const size_t head = (kHugePage - reinterpret_cast<uintptr_t>(mapped) % kHugePage) % kHugePage;
+  char* const memory = static_cast<char*>(mapped) + head;
+  if (head > 0) munmap(mapped, head);
+  if (head < kHugePage) munmap(memory + size, kHugePage - head);
   // Advice only: where THP is off this is plain memory.
   madvise(memory, size, MADV_HUGEPAGE);
   return memory;

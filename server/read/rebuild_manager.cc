@@ -22,7 +22,7 @@ RebuildManager::RebuildManager(ProjectionEngine* engine, const storage::EventSto
       events_(events),
       registry_(registry),
       clock_(clock),
-      tuning_(std::move(tuning)),
+      tuning_(tuning),
       observer_(observer) {}
 
 RebuildManager::~RebuildManager() { Shutdown(); }
@@ -43,7 +43,7 @@ std::shared_ptr<RebuildJob> RebuildManager::RunningFor(std::string_view projecti
   return nullptr;
 }
 
-void RebuildManager::Launch(std::shared_ptr<RebuildJob> job) {
+void RebuildManager::Launch(const std::shared_ptr<RebuildJob>& job) {
   jobs_.push_back(job);
   threads_.emplace_back(job, std::thread([job] {
                           storage::NameThisThread(StrCat("rebuild ", job->projection()));

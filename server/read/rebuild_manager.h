@@ -63,7 +63,7 @@ class RebuildManager {
 
  private:
   // Registers and starts a job. Requires mu_.
-  void Launch(std::shared_ptr<RebuildJob> job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Launch(const std::shared_ptr<RebuildJob>& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::shared_ptr<RebuildJob> RunningFor(std::string_view projection) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::shared_ptr<RebuildJob> NewJob(std::string id, std::shared_ptr<ProjectionRunner> target,

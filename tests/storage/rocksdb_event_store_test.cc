@@ -49,14 +49,15 @@ TEST(RocksDbEventStoreTest, AYieldingReaderWakesWhenTheQueueDrains) {
   // The first append's callback holds the writer while a second waits in the queue.
   auto held = std::make_shared<absl::Notification>();
   auto release = std::make_shared<absl::Notification>();
-  store->AppendAsync(OneStream("A-1", kExpectAny), [held, release](absl::StatusOr<AppendResult>) {
-    held->Notify();
-    release->WaitForNotification();
-  });
+  store->AppendAsync(OneStream("A-1", kExpectAny),
+                     [held, release](const absl::StatusOr<AppendResult>&) {
+                       held->Notify();
+                       release->WaitForNotification();
+                     });
   held->WaitForNotification();
   auto second_done = std::make_shared<absl::Notification>();
   store->AppendAsync(OneStream("A-1", kExpectAny),
-                     [second_done](absl::StatusOr<AppendResult>) { second_done->Notify(); });
+                     [second_done](const absl::StatusOr<AppendResult>&) { second_done->Notify(); });
   EXPECT_GT(store->PendingAppends(), 0u);
   EXPECT_FALSE(store->WaitUntilNoPendingAppends(absl::Milliseconds(50)));
   std::thread releaser([release] {
@@ -96,16 +97,17 @@ class PacedEventStoreTest : public ::testing::Test {
       std::atomic<int> answered{0};
     };
     auto gates = std::make_shared<Gates>();
-    store_->AppendAsync(OneStream("H-1", kExpectAny), [gates](absl::StatusOr<AppendResult> result) {
-      EXPECT_OK(result);
-      gates->held.Notify();
-      gates->queued.WaitForNotification();
-      gates->first_done.Notify();
-    });
+    store_->AppendAsync(OneStream("H-1", kExpectAny),
+                        [gates](const absl::StatusOr<AppendResult>& result) {
+                          EXPECT_OK(result);
+                          gates->held.Notify();
+                          gates->queued.WaitForNotification();
+                          gates->first_done.Notify();
+                        });
     gates->held.WaitForNotification();
     for (int i = 0; i < 2; ++i) {
       store_->AppendAsync(OneStream("G-1", kExpectAny),
-                          [gates](absl::StatusOr<AppendResult> result) {
+                          [gates](const absl::StatusOr<AppendResult>& result) {
                             EXPECT_OK(result);
                             if (++gates->answered == 2) gates->both_done.Notify();
                           });

@@ -131,7 +131,7 @@ TEST_F(BadInputTest, EveryHostileRequestGetsItsStatusAndWritesNothing) {
     tampered = response.next_page_token();
     tampered[2] = tampered[2] == 'Q' ? 'R' : 'Q';
   }
-  auto with_options = [&](std::function<void(v1::CommandOptions*)> set) {
+  auto with_options = [&](const std::function<void(v1::CommandOptions*)>& set) {
     v1::MakeDepositRequest r = Deposit(rich_, 1);
     set(r.mutable_options());
     return DepositCall(r);

@@ -413,7 +413,7 @@ TEST_F(BlueGreenTest, AJobInterruptedByAShutdownResumesFromItsShadowCheckpoint) 
 TEST_F(BlueGreenTest, BadBlueGreenRequestsNameTheFieldAndChangeNothing) {
   SeedAndStart(500);
   grpc::Status status;
-  auto call = [&](v1::RebuildProjectionRequest request) {
+  auto call = [&](const v1::RebuildProjectionRequest& request) {
     grpc::ClientContext context;
     auto reader = admin_->RebuildProjection(&context, request);
     v1::RebuildProgress progress;
