@@ -17,6 +17,10 @@ namespace {
 
 // How often a replica that is catching up says how far it is.
 constexpr absl::Duration kProgressInterval = absl::Seconds(5);
+// How long a subscription may deliver nothing while the stream holds more before it is
+// replaced: an ordered consumer lives on one NATS server, and one that is stopped (not
+// disconnected) never says so.
+constexpr absl::Duration kStallCheck = absl::Seconds(2);
 // How long an append waits for a lost connection to NATS to come back before it gets
 // UNAVAILABLE.
 constexpr absl::Duration kDisconnectedGrace = absl::Seconds(2);
@@ -125,8 +129,11 @@ void NatsEventStore::WriterLoop() {
       }
     }
     CommitGroup(group);
+    // No longer pending once decided, before the answers: a caller that has its answer must
+    // not find its own append still counted (callbacks that append count again).
+    const bool drained = pending_.fetch_sub(group.size()) == group.size();
     for (std::unique_ptr<Writer>& w : group) std::move(w->done)(std::move(w->result));
-    if (pending_.fetch_sub(group.size()) == group.size() && drain_waiters_.load() > 0) {
+    if (drained && drain_waiters_.load() > 0) {
       absl::MutexLock lock(&drain_mu_);
       drained_cv_.SignalAll();
     }
@@ -277,6 +284,11 @@ void NatsEventStore::ReplicatorLoop() {
   const uint64_t start_position = replica_->HeadPosition();
   absl::Time last_report = started;
   absl::Status last_error;
+  // At the last stall check: whether the stream was ahead of the replica, and of which
+  // sequence; and when that check was.
+  constexpr uint64_t kNotBehind = UINT64_MAX;
+  uint64_t behind_at = kNotBehind;
+  absl::Time last_check = started;
   while (!stop_replicator_.load()) {
     if (!caught_up_.load() && target > 0 && replica_->replicated_sequence() >= target) {
       const double seconds = absl::ToDoubleSeconds(absl::Now() - started);
@@ -311,7 +323,29 @@ void NatsEventStore::ReplicatorLoop() {
       continue;
     }
     absl::StatusOr<StreamMessage> message = subscription->Next(absl::Milliseconds(200));
-    if (absl::IsNotFound(message.status())) continue;
+    if (absl::IsNotFound(message.status())) {
+      if (absl::Now() - last_check < kStallCheck) continue;
+      last_check = absl::Now();
+      const uint64_t have = replica_->replicated_sequence();
+      absl::StatusOr<uint64_t> last = log_->LastSequence();
+      if (!last.ok() || *last <= have) {
+        behind_at = kNotBehind;
+        continue;
+      }
+      // Behind at two checks in a row with nothing delivered between them: stalled.
+      const bool stalled = behind_at == have;
+      behind_at = have;
+      if (stalled) {
+        behind_at = kNotBehind;
+        std::fprintf(stderr,
+                     "fidelis-replica: the stream holds sequence %llu but nothing after %llu "
+                     "arrived for %.0f s or more; following the stream again\n",
+                     static_cast<unsigned long long>(*last), static_cast<unsigned long long>(have),
+                     absl::ToDoubleSeconds(kStallCheck));
+        subscription.reset();
+      }
+      continue;
+    }
     absl::Status applied = message.status();
     if (applied.ok()) {
       v1::LogBatch batch;
