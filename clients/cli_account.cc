@@ -34,6 +34,21 @@ bool ToMoney(const std::string& amount, const std::string& currency, v1::Money* 
   return true;
 }
 
+// Fills `currency`, when the user gave none, with the currency account_id is kept in, and says
+// on stderr what it used. The amount's decimals depend on it, so it is known before parsing.
+grpc::Status DefaultCurrency(Cli& cli, const std::string& account_id, std::string& currency) {
+  if (!currency.empty()) return grpc::Status::OK;
+  v1::GetAccountSummaryRequest request;
+  request.set_account_id(account_id);
+  v1::AccountSummary summary;
+  grpc::Status status = cli.queries().GetAccountSummary(cli.Context().get(), request, &summary);
+  if (!status.ok()) return status;
+  currency = summary.balance().currency();
+  std::cerr << "no --currency given: using " << currency << ", the currency of account "
+            << account_id << "\n";
+  return grpc::Status::OK;
+}
+
 struct OpenFlags {
   std::string number, holder, amount = "0", currency = "EUR";
   CommandFlags command;
@@ -53,11 +68,14 @@ int RunOpen(Cli& cli, const OpenFlags& f) {
 }
 
 struct MoneyFlags {
-  std::string account_id, amount, currency = "EUR", reference;
+  std::string account_id, amount, currency, reference;
   CommandFlags command;
 };
 
-int RunDeposit(Cli& cli, const MoneyFlags& f) {
+int RunDeposit(Cli& cli, MoneyFlags f) {
+  if (grpc::Status s = DefaultCurrency(cli, f.account_id, f.currency); !s.ok()) {
+    return ReportStatus(s);
+  }
   v1::MakeDepositRequest request;
   request.set_account_id(f.account_id);
   if (!ToMoney(f.amount, f.currency, request.mutable_amount())) {
@@ -71,7 +89,10 @@ int RunDeposit(Cli& cli, const MoneyFlags& f) {
                             "Deposited " + f.amount + " " + f.currency + " to");
 }
 
-int RunWithdraw(Cli& cli, const MoneyFlags& f) {
+int RunWithdraw(Cli& cli, MoneyFlags f) {
+  if (grpc::Status s = DefaultCurrency(cli, f.account_id, f.currency); !s.ok()) {
+    return ReportStatus(s);
+  }
   v1::MakeWithdrawalRequest request;
   request.set_account_id(f.account_id);
   if (!ToMoney(f.amount, f.currency, request.mutable_amount())) {
@@ -101,11 +122,14 @@ int RunClose(Cli& cli, const CloseFlags& f) {
 }
 
 struct TransferFlags {
-  std::string from_id, to_id, amount, currency = "EUR", reference;
+  std::string from_id, to_id, amount, currency, reference;
   CommandFlags command;
 };
 
-int RunTransfer(Cli& cli, const TransferFlags& f) {
+int RunTransfer(Cli& cli, TransferFlags f) {
+  if (grpc::Status s = DefaultCurrency(cli, f.from_id, f.currency); !s.ok()) {
+    return ReportStatus(s);
+  }
   v1::TransferFundsRequest request;
   request.set_from_account_id(f.from_id);
   request.set_to_account_id(f.to_id);
@@ -293,7 +317,7 @@ void AddAccountCommands(CLI::App& app, Cli& cli) {
 
   auto open_flags = std::make_shared<OpenFlags>();
   CLI::App* open = account->add_subcommand("open", "Open an account");
-  open->add_option("--number", open_flags->number, "Account number (letters and digits)")
+  open->add_option("--number", open_flags->number, "Account number (letters, digits, - _ . /)")
       ->required();
   open->add_option("--holder", open_flags->holder, "Holder name")->required();
   open->add_option("--deposit", open_flags->amount, "Opening deposit, e.g. 100.00")
@@ -308,8 +332,8 @@ void AddAccountCommands(CLI::App& app, Cli& cli) {
   for (CLI::App* command : {deposit, withdraw}) {
     command->add_option("--account", money_flags->account_id, "Account id")->required();
     command->add_option("--amount", money_flags->amount, "Amount, e.g. 12.34")->required();
-    command->add_option("--currency", money_flags->currency, "ISO 4217 currency")
-        ->capture_default_str();
+    command->add_option("--currency", money_flags->currency,
+                        "ISO 4217 currency (default: the account's)");
     command->add_option("--reference", money_flags->reference, "Reference text");
     money_flags->command.AddTo(command);
   }
@@ -328,8 +352,8 @@ void AddAccountCommands(CLI::App& app, Cli& cli) {
   transfer->add_option("--from", transfer_flags->from_id, "Source account id")->required();
   transfer->add_option("--to", transfer_flags->to_id, "Destination account id")->required();
   transfer->add_option("--amount", transfer_flags->amount, "Amount, e.g. 12.34")->required();
-  transfer->add_option("--currency", transfer_flags->currency, "ISO 4217 currency")
-      ->capture_default_str();
+  transfer->add_option("--currency", transfer_flags->currency,
+                       "ISO 4217 currency (default: the source account's)");
   transfer->add_option("--reference", transfer_flags->reference, "Reference text");
   transfer_flags->command.AddTo(transfer);
   OnRun(transfer, cli, [&cli, transfer_flags] { return RunTransfer(cli, *transfer_flags); });

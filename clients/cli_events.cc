@@ -1,7 +1,13 @@
 // fidelis events ...: reading the log (read) and following it live (tail).
 #include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "clients/cli.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
+#include "google/protobuf/text_format.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace fidelis::clients {
@@ -9,10 +15,59 @@ namespace {
 
 using google::protobuf::util::TimeUtil;
 
+// One field's value: money as "12.34 EUR", text quoted when it holds a space, other messages
+// in the protobuf text format on one line.
+std::string DescribeValue(const google::protobuf::Message& message,
+                          const google::protobuf::FieldDescriptor* field) {
+  using google::protobuf::FieldDescriptor;
+  const google::protobuf::Reflection& r = *message.GetReflection();
+  switch (field->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_MESSAGE: {
+      const google::protobuf::Message& value = r.GetMessage(message, field);
+      if (const auto* money = dynamic_cast<const v1::Money*>(&value)) {
+        return FormatAmount(money->minor_units(), money->currency()) + " " + money->currency();
+      }
+      return "{" + value.ShortDebugString() + "}";
+    }
+    case FieldDescriptor::CPPTYPE_STRING: {
+      std::string text = r.GetString(message, field);
+      return text.find(' ') == std::string::npos ? text : "\"" + text + "\"";
+    }
+    default: {
+      std::string text;
+      google::protobuf::TextFormat::PrintFieldValueToString(message, field, -1, &text);
+      return text;
+    }
+  }
+}
+
+// The payload's fields that are set, as "name=value" pairs; the type's name when this client
+// does not know it.
+std::string DescribePayload(const google::protobuf::Any& payload) {
+  const std::string type = payload.type_url().substr(payload.type_url().rfind('/') + 1);
+  const google::protobuf::Descriptor* descriptor =
+      google::protobuf::DescriptorPool::generated_pool()->FindMessageTypeByName(type);
+  if (descriptor == nullptr)
+    return "(" + type + ", " + std::to_string(payload.value().size()) + " bytes)";
+  std::unique_ptr<google::protobuf::Message> message(
+      google::protobuf::MessageFactory::generated_factory()->GetPrototype(descriptor)->New());
+  if (!payload.UnpackTo(message.get())) return "(" + type + ", undecodable)";
+  std::vector<const google::protobuf::FieldDescriptor*> fields;
+  message->GetReflection()->ListFields(*message, &fields);
+  std::string out;
+  for (const auto* field : fields) {
+    if (field->is_repeated()) continue;
+    if (!out.empty()) out += " ";
+    out += field->name() + "=" + DescribeValue(*message, field);
+  }
+  return out;
+}
+
 std::string DescribeEvent(const v1::RecordedEvent& e) {
   return std::to_string(e.global_position()) + "  " + e.stream_id() + "@" +
          std::to_string(e.stream_version()) + "  " + e.type() + " v" +
-         std::to_string(e.schema_version()) + "  " + TimeUtil::ToString(e.timestamp());
+         std::to_string(e.schema_version()) + "  " + TimeUtil::ToString(e.timestamp()) + "  " +
+         DescribePayload(e.payload());
 }
 
 void PrintEvent(const Cli& cli, const v1::RecordedEvent& e) {

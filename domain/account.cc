@@ -1,5 +1,6 @@
 #include "domain/account.h"
 
+#include "absl/strings/ascii.h"
 #include "domain/errors.h"
 #include "domain/event_types.h"
 #include "domain/money.h"
@@ -124,8 +125,10 @@ absl::Status ValidateOpen(const OpenAccountCommand& command) {
                         StrCat("is longer than ", kMaxAccountNumberLength, " characters"));
   }
   for (char c : number) {
-    if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'))) {
-      return InvalidField("account_number", "may contain only letters A-Z, a-z and digits");
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.' &&
+        c != '/') {
+      return InvalidField("account_number",
+                          "may contain only letters A-Z, a-z, digits and - _ . /");
     }
   }
   RETURN_IF_ERROR(ValidateText("holder_name", command.holder_name, kMaxHolderNameLength, true));

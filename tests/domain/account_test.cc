@@ -53,10 +53,17 @@ TEST(AccountTest, OpenValidationNamesTheField) {
   OpenAccountCommand c = ValidOpen();
   c.account_number = "";
   EXPECT_EQ(Field(ValidateOpen(c)), "account_number");
-  c.account_number = "NL-91";
-  EXPECT_EQ(Field(ValidateOpen(c)), "account_number");
+  for (const char* bad : {"NL 91", "ACC:001", "ACC#1", "Zoë-1", "tab\t1", "a\\b"}) {
+    c.account_number = bad;
+    EXPECT_EQ(Field(ValidateOpen(c)), "account_number") << bad;
+  }
   c.account_number = std::string(35, '1');
   EXPECT_EQ(Field(ValidateOpen(c)), "account_number");
+  for (const std::string& good : {std::string("ACC-001"), std::string("NL91-ABNA-0417"),
+                                  std::string("acc_2.b/7"), std::string(34, '9')}) {
+    c.account_number = good;
+    EXPECT_TRUE(ValidateOpen(c).ok()) << good << ": " << ValidateOpen(c);
+  }
   c = ValidOpen();
   c.holder_name = "";
   EXPECT_EQ(Field(ValidateOpen(c)), "holder_name");
