@@ -1,8 +1,12 @@
 # Multi-stage build of fidelisd and the fidelis CLI on Debian 12 (bookworm).
-#   podman build -t fidelis:dev .
-#   podman run --rm -v fidelis-data:/data fidelis:dev
-# FIDELIS_LISTEN sets the address; FIDELIS_ARGS adds flags (TLS, tokens, or --insecure to
-# listen beyond loopback without them).
+#   podman build --build-arg FIDELIS_COMMIT=$(git rev-parse --short=12 HEAD) -t fidelis .
+#   podman run --rm -p 127.0.0.1:50051:50051 -v ./secrets:/secrets:ro \
+#     -e FIDELIS_ARGS="--tls_cert_file=/secrets/cert.pem --tls_key_file=/secrets/key.pem \
+#                      --admin_token_file=/secrets/admin.token" fidelis
+# fidelisd listens on 0.0.0.0:50051 inside the container (FIDELIS_LISTEN), where it refuses to
+# start without TLS and an admin token unless FIDELIS_ARGS holds --insecure. It runs as uid and
+# gid 10001: secrets it reads and a data directory bound at /data must be readable (and /data
+# writable) by that uid (docs/operations.md, "The container").
 FROM debian:bookworm AS build
 RUN apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
       build-essential cmake pkg-config libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev \
@@ -15,7 +19,10 @@ COPY domain domain
 COPY storage storage
 COPY server server
 COPY clients clients
+# The tree has no .git here: --version reports this commit ("unknown" when not given).
+ARG FIDELIS_COMMIT=unknown
 RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DFIDELIS_BUILD_TESTS=OFF \
+      -DFIDELIS_GIT_COMMIT="$FIDELIS_COMMIT" \
     && cmake --build build -j"$(nproc)" --target fidelisd fidelis
 # Gather the binaries and every shared library they need beyond glibc, which the runtime
 # image already has.
@@ -30,10 +37,13 @@ FROM debian:bookworm-slim
 COPY --from=build /out/bin/ /usr/local/bin/
 COPY --from=build /out/lib/ /usr/local/lib/fidelis/
 ENV LD_LIBRARY_PATH=/usr/local/lib/fidelis \
-    FIDELIS_LISTEN=127.0.0.1:50051 \
+    FIDELIS_LISTEN=0.0.0.0:50051 \
     FIDELIS_ARGS=""
-RUN useradd --system --home /data fidelis && mkdir -p /data && chown fidelis /data
-USER fidelis
+# A fixed uid and gid, so that the owner of bind-mounted secrets and data can be set ahead.
+RUN groupadd --system --gid 10001 fidelis \
+    && useradd --system --uid 10001 --gid 10001 --home /data fidelis \
+    && mkdir -p /data && chown 10001:10001 /data
+USER 10001:10001
 VOLUME /data
 EXPOSE 50051
 # A shell form so that FIDELIS_LISTEN picks the address; exec keeps fidelisd as PID 1 so it

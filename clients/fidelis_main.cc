@@ -12,12 +12,14 @@
 #include <exception>
 
 #include "clients/cli.h"
+#include "domain/version.h"
 
 namespace {
 
 int Main(int argc, char** argv) {
   CLI::App app{"fidelis: command-line client for the Fidelis account service"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", fidelis::VersionLine("fidelis"));
   fidelis::clients::Cli cli;
   cli.AddGlobalOptions(app);
   fidelis::clients::AddAccountCommands(app, cli);

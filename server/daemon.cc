@@ -9,10 +9,12 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/numbers.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "domain/strings.h"
+#include "domain/version.h"
 #include "server/api/auth.h"
 #include "server/server.h"
 #include "spdlog/spdlog.h"
@@ -108,6 +110,9 @@ int RunDaemon(int argc, char** argv, const std::function<void(ServerOptions&)>& 
   // under one spin lock. The tests keep it; the service turns it off.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage("fidelisd: the Fidelis event-sourced account service.");
+  absl::FlagsUsageConfig usage;
+  usage.version_string = [] { return VersionLine("fidelisd") + "\n"; };
+  absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
   spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
 

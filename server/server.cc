@@ -1,17 +1,17 @@
 #include "server/server.h"
 
-#include <fstream>
-#include <sstream>
-
 #include "domain/account_projectors.h"
 #include "domain/money.h"
 #include "domain/status_macros.h"
 #include "domain/strings.h"
+#include "domain/version.h"
 #include "grpc/health/v1/health.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
+#include "server/api/auth.h"
+#include "server/api/version_metadata.h"
 #include "server/system_clock.h"
 #include "spdlog/spdlog.h"
 
@@ -23,14 +23,6 @@ bool IsLoopback(const std::string& address) {
   const std::string host = address.substr(0, address.rfind(':'));
   return host.rfind("127.", 0) == 0 || host == "localhost" || host == "[::1]" ||
          host == "ipv4:127.0.0.1";
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path, const char* what) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(StrCat("cannot read ", what, " ", path));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptions& options) {
@@ -45,11 +37,11 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
   }
   grpc::SslServerCredentialsOptions ssl;
   grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
-  ASSIGN_OR_RETURN(pair.private_key, ReadFile(options.tls_key_file, "TLS key"));
-  ASSIGN_OR_RETURN(pair.cert_chain, ReadFile(options.tls_cert_file, "TLS certificate"));
+  ASSIGN_OR_RETURN(pair.private_key, ReadFileNamed(options.tls_key_file, "TLS key"));
+  ASSIGN_OR_RETURN(pair.cert_chain, ReadFileNamed(options.tls_cert_file, "TLS certificate"));
   ssl.pem_key_cert_pairs.push_back(pair);
   if (!options.tls_client_ca_file.empty()) {
-    ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFile(options.tls_client_ca_file, "client CA"));
+    ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFileNamed(options.tls_client_ca_file, "client CA"));
     ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
   }
   return grpc::SslServerCredentials(ssl);
@@ -72,7 +64,8 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
     return absl::FailedPreconditionError(
         StrCat("refusing to listen on non-loopback address ", options.listen_address,
                " without TLS (--tls_cert_file, --tls_key_file) and an admin token "
-               "(--admin_token_file); pass --insecure to do it anyway"));
+               "(--admin_token_file); pass --insecure to do it anyway (in the container image, "
+               "these flags go in FIDELIS_ARGS)"));
   }
   std::unique_ptr<FidelisServer> server(new FidelisServer(options));
   server->auth_ = std::make_unique<Authenticator>(options.admin_token, options.client_token);
@@ -160,6 +153,11 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
   builder.RegisterService(server->queries_service_.get());
   builder.RegisterService(server->event_log_service_.get());
   builder.RegisterService(server->admin_service_.get());
+  {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(NewVersionMetadataFactory());
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(StrCat("cannot listen on ", options.listen_address));
@@ -187,10 +185,10 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
                    options.nats.jetstream.servers.size(), " servers), replica")
           : std::string("embedded");
   spdlog::info(
-      "fidelisd serving on {} with data in {} ({} log, head position {}, WAL sync {}, TLS {}, "
+      "{} serving on {} with data in {} ({} log, head position {}, WAL sync {}, TLS {}, "
       "admin token {}, client token {})",
-      server->address(), options.data_dir, log_of_record, server->store_->HeadPosition(),
-      options.sync_writes ? "on" : "off",
+      VersionLine("fidelisd"), server->address(), options.data_dir, log_of_record,
+      server->store_->HeadPosition(), options.sync_writes ? "on" : "off",
       !tls ? "off" : (options.tls_client_ca_file.empty() ? "on" : "on with client certificates"),
       auth->admin_protected() ? "required" : "off", auth->client_protected() ? "required" : "off");
   return server;
@@ -203,7 +201,10 @@ std::string FidelisServer::address() const {
 
 void FidelisServer::Shutdown() {
   if (shut_down_.exchange(true)) return;
-  spdlog::info("fidelisd shutting down");
+  // A server that failed to start says so itself (the caller logs its status), not that it
+  // shut down.
+  const bool started = grpc_server_ != nullptr;
+  if (started) spdlog::info("fidelisd shutting down");
   // Streams end now with UNAVAILABLE rather than at the end of the grace period.
   serving_.Stop();
   if (ready_reporter_.joinable()) ready_reporter_.join();
@@ -233,7 +234,7 @@ void FidelisServer::Shutdown() {
     }
     database_.reset();
   }
-  spdlog::info("fidelisd stopped");
+  if (started) spdlog::info("fidelisd stopped");
 }
 
 void FidelisServer::Wait() {

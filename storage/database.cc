@@ -1,5 +1,7 @@
 #include "storage/database.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "domain/strings.h"
@@ -94,7 +96,14 @@ absl::StatusOr<std::unique_ptr<Database>> Database::Open(const std::string& path
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
   rocksdb::Status opened = rocksdb::DB::Open(db_options, path, descriptors, &handles, &raw);
-  if (!opened.ok()) return FromRocks(opened, StrCat("opening database ", path));
+  if (!opened.ok()) {
+    if (opened.IsIOError() && opened.ToString().find("Permission denied") != std::string::npos) {
+      return absl::PermissionDeniedError(StrCat("opening database ", path, ": ", opened.ToString(),
+                                                ": the data directory must be writable by uid ",
+                                                geteuid(), ", the user fidelisd runs as"));
+    }
+    return FromRocks(opened, StrCat("opening database ", path));
+  }
   database->db_.reset(raw);
   // SST files a crash left before their ingestion; ingested ones live under RocksDB's names.
   rocksdb::Env* env = raw->GetEnv();

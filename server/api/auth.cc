@@ -1,9 +1,16 @@
 #include "server/api/auth.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_format.h"
+#include "domain/status_macros.h"
 #include "domain/strings.h"
 
 namespace fidelis::server {
@@ -39,12 +46,33 @@ absl::Status Authenticator::Check(const grpc::ServerContextBase& context, Scope 
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
+absl::StatusOr<std::string> ReadFileNamed(const std::string& path, std::string_view what) {
   std::ifstream in(path);
-  if (!in) return absl::NotFoundError(StrCat("cannot read token file ", path));
+  if (!in) {
+    const int error = errno;
+    const std::string cannot = StrCat("cannot read ", what, " ", path);
+    if (error == ENOENT) return absl::NotFoundError(StrCat(cannot, ": no such file"));
+    if (error == EACCES || error == EPERM) {
+      std::string detail;
+      struct stat st {};
+      if (stat(path.c_str(), &st) == 0) {
+        detail = StrCat(" (owned by uid ", st.st_uid, ", mode ",
+                        absl::StrFormat("%04o", st.st_mode & 07777), ")");
+      }
+      return absl::PermissionDeniedError(StrCat(cannot, detail, ": permission denied to uid ",
+                                                geteuid(), ", the user fidelisd runs as"));
+    }
+    return absl::FailedPreconditionError(StrCat(cannot, ": ", std::strerror(error)));
+  }
   std::stringstream buffer;
   buffer << in.rdbuf();
-  std::string token(absl::StripAsciiWhitespace(buffer.str()));
+  if (in.bad()) return absl::FailedPreconditionError(StrCat("cannot read ", what, " ", path));
+  return buffer.str();
+}
+
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, ReadFileNamed(path, "token file"));
+  std::string token(absl::StripAsciiWhitespace(text));
   if (token.size() < 16) {
     return absl::InvalidArgumentError(
         StrCat("token file ", path, " must hold a token of at least 16 characters"));

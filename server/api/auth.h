@@ -38,8 +38,15 @@ class Authenticator {
 };
 
 // Reads a token from a file, without surrounding white space. INVALID_ARGUMENT when the file
-// is empty or the token is shorter than 16 characters; NOT_FOUND when it cannot be read.
+// is empty or the token is shorter than 16 characters; ReadFileNamed's errors when it cannot be
+// read.
 absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
+
+// The whole of a secret or configuration file, `what` naming it in errors ("TLS key"). An error
+// says what went wrong: NOT_FOUND when there is no such file, PERMISSION_DENIED when this
+// process's user may not read it (naming the file's owner and mode and the process's uid),
+// FAILED_PRECONDITION otherwise.
+absl::StatusOr<std::string> ReadFileNamed(const std::string& path, std::string_view what);
 
 // Compares without an early exit, so the time taken does not reveal where they differ.
 bool ConstantTimeEquals(std::string_view a, std::string_view b);

@@ -1,5 +1,8 @@
 // End to end: the real fidelisd binary, driven by the real fidelis CLI, killed with SIGKILL
 // mid-way and restarted. Every acknowledged command's events must still be in the log.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <fstream>
 #include <map>
@@ -8,6 +11,7 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "domain/version.h"
 #include "gtest/gtest.h"
 #include "tests/process.h"
 #include "tests/test_util.h"
@@ -174,6 +178,66 @@ TEST(EndToEndTest, TransfersAreAllOrNothingAcrossSigkill) {
   EXPECT_EQ(total, 30000);
 }
 
+TEST(EndToEndTest, BothBinariesPrintTheirVersionAndCommit) {
+  for (const auto& [binary, name] : {std::pair{kServer, "fidelisd"}, std::pair{kCli, "fidelis"}}) {
+    RunResult version = fidelis::testing::Run({binary, "--version"});
+    EXPECT_EQ(version.exit_code, 0) << binary;
+    EXPECT_EQ(version.output, VersionLine(name) + "\n");
+    EXPECT_NE(version.output.find(std::string(" (commit ") + GitCommit() + ")"), std::string::npos);
+  }
+}
+
+// A file or directory fidelisd's user may not use is PERMISSION_DENIED naming it and the uid,
+// and a server that never started does not log that it shut down. As root the server runs as
+// nobody (setpriv), since root reads everything; otherwise the files lose their permissions.
+TEST(EndToEndTest, AnUnreadableKeyOrDataDirectoryIsPermissionDenied) {
+  TempDir dir;
+  ASSERT_EQ(chmod(dir.path().c_str(), 0755), 0);
+  const bool root = geteuid() == 0;
+  std::vector<std::string> as_other;
+  if (root) as_other = {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"};
+  auto start = [&](const std::vector<std::string>& flags) {
+    // A server that starts after all is stopped after 20 s, and the test fails.
+    std::string command = "timeout 20 ";
+    for (const auto& arg : as_other) command += arg + " ";
+    command += kServer + " --listen=127.0.0.1:0";
+    for (const auto& flag : flags) command += " " + flag;
+    return fidelis::testing::Run({"sh", "-c", command + " 2>&1"});
+  };
+  // The data directory: root's 0700 directory, or one without write permission.
+  const std::string data = dir.Sub("data");
+  ASSERT_EQ(mkdir(data.c_str(), root ? 0700 : 0500), 0);
+  RunResult refused = start({"--data_dir=" + data});
+  if (refused.output.find("setpriv:") != std::string::npos) {
+    GTEST_SKIP() << "cannot run fidelisd as another user here: " << refused.output;
+  }
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.output.find("failed to start: PERMISSION_DENIED: opening database " + data),
+            std::string::npos)
+      << refused.output;
+  EXPECT_NE(
+      refused.output.find("must be writable by uid " + std::to_string(root ? 65534 : geteuid())),
+      std::string::npos)
+      << refused.output;
+  EXPECT_EQ(refused.output.find("shutting down"), std::string::npos) << refused.output;
+  EXPECT_EQ(refused.output.find("stopped"), std::string::npos) << refused.output;
+
+  // A TLS key readable by its owner only (as openssl writes it).
+  ASSERT_EQ(chmod(data.c_str(), 0777), 0);
+  const std::string key = dir.Sub("key.pem"), cert = dir.Sub("cert.pem");
+  std::ofstream(key) << "not read";
+  std::ofstream(cert) << "not read";
+  ASSERT_EQ(chmod(key.c_str(), root ? 0600 : 0000), 0);
+  refused = start({"--data_dir=" + data, "--tls_key_file=" + key, "--tls_cert_file=" + cert});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.output.find("failed to start: PERMISSION_DENIED: cannot read TLS key " + key),
+            std::string::npos)
+      << refused.output;
+  EXPECT_NE(refused.output.find("permission denied to uid"), std::string::npos) << refused.output;
+  EXPECT_EQ(refused.output.find("NOT_FOUND"), std::string::npos) << refused.output;
+  chmod(key.c_str(), 0600);
+}
+
 TEST(EndToEndTest, TheCliReportsRejectionsWithTheirCodeAndExitsNonZero) {
   TempDir dir;
   std::unique_ptr<Child> server;
@@ -186,8 +250,66 @@ TEST(EndToEndTest, TheCliReportsRejectionsWithTheirCodeAndExitsNonZero) {
   EXPECT_EQ(list.exit_code, 0);
   EXPECT_NE(list.output.find("AccountSummary"), std::string::npos);
   EXPECT_NE(list.output.find("AccountReport"), std::string::npos);
-  RunResult usage = Cli(address, {"account", "deposit", "--account", "x", "--amount", "1.234"});
+  RunResult usage = Cli(
+      address, {"account", "deposit", "--account", "x", "--amount", "1.234", "--currency", "EUR"});
   EXPECT_EQ(usage.exit_code, 2);
+}
+
+// An account number in the usual form (hyphens), and amounts typed without --currency: the CLI
+// uses the account's own currency, so USD amounts go to a USD account and JPY ones have no
+// decimals.
+TEST(EndToEndTest, TheCliUsesTheAccountsCurrencyWhenNoneIsGiven) {
+  TempDir dir;
+  std::unique_ptr<Child> server;
+  const std::string address = StartServer(server, dir.Sub("data"));
+  ASSERT_FALSE(address.empty());
+  RunResult usd = Cli(address, {"--json", "account", "open", "--number", "ACC-001", "--holder",
+                                "Ada", "--deposit", "10.00", "--currency", "USD"});
+  ASSERT_EQ(usd.exit_code, 0) << usd.output;
+  RunResult yen = Cli(address, {"--json", "account", "open", "--number", "NL91-ABNA-0417",
+                                "--holder", "Bo", "--currency", "JPY"});
+  ASSERT_EQ(yen.exit_code, 0) << yen.output;
+  const std::string usd_id = JsonField(usd.output, "account_id");
+  const std::string yen_id = JsonField(yen.output, "account_id");
+  const std::string opened_at = JsonField(yen.output, "global_position");
+
+  // The summary the CLI asks for the currency must show the account: wait until it does.
+  ASSERT_EQ(
+      Cli(address, {"account", "get", "--account", usd_id, "--min-position", opened_at}).exit_code,
+      0);
+  RunResult deposit =
+      Cli(address, {"account", "deposit", "--account", usd_id, "--amount", "500.00"});
+  EXPECT_EQ(deposit.exit_code, 0);
+  EXPECT_NE(deposit.output.find("Deposited 500.00 USD to account " + usd_id), std::string::npos)
+      << deposit.output;
+  RunResult withdraw =
+      Cli(address, {"--json", "account", "withdraw", "--account", usd_id, "--amount", "0.50"});
+  EXPECT_EQ(withdraw.exit_code, 0) << withdraw.output;
+  // JPY has no minor unit: "1.5" is not an amount in it, "150" is.
+  EXPECT_EQ(Cli(address, {"account", "deposit", "--account", yen_id, "--amount", "1.5"}).exit_code,
+            2);
+  RunResult yen_deposit =
+      Cli(address, {"account", "deposit", "--account", yen_id, "--amount", "150"});
+  EXPECT_EQ(yen_deposit.exit_code, 0) << yen_deposit.output;
+  // A transfer takes the source account's currency; these two differ, so the server refuses it.
+  RunResult transfer =
+      Cli(address, {"account", "transfer", "--from", usd_id, "--to", yen_id, "--amount", "1.00"});
+  EXPECT_EQ(transfer.exit_code, 1);
+
+  RunResult shown = Cli(address, {"--json", "account", "get", "--account", usd_id, "--min-position",
+                                  JsonField(withdraw.output, "global_position")});
+  EXPECT_EQ(JsonField(shown.output, "minor_units"), "50950") << shown.output;
+  EXPECT_EQ(JsonField(shown.output, "account_number"), "ACC-001") << shown.output;
+
+  // The log's text form shows each payload's fields, amounts in their currency.
+  RunResult log = Cli(address, {"events", "read", "--stream", "Account-" + usd_id});
+  EXPECT_EQ(log.exit_code, 0);
+  EXPECT_NE(log.output.find("AccountOpened v2"), std::string::npos) << log.output;
+  EXPECT_NE(log.output.find("account_number=ACC-001 holder_name=Ada opening_deposit=10.00 USD"),
+            std::string::npos)
+      << log.output;
+  EXPECT_NE(log.output.find("amount=500.00 USD"), std::string::npos) << log.output;
+  EXPECT_NE(log.output.find("amount=0.50 USD"), std::string::npos) << log.output;
 }
 
 TEST(EndToEndTest, TheCliRunsABatchOfCommandsFromJsonLines) {

@@ -5,6 +5,7 @@
 #include <set>
 #include <thread>
 
+#include "domain/version.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "tests/server/server_fixture.h"
 
@@ -262,6 +263,15 @@ TEST_F(AccountServiceTest, PingAndTheHealthServiceAnswer) {
   ASSERT_EQ(slices.size(), 1u);
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(slices[0].begin()), slices[0].size()),
             std::string("\x08\x01", 2));
+  // The answer names the build; Ping's does not.
+  const auto& metadata = context->GetServerInitialMetadata();
+  auto version = metadata.find("fidelis-version");
+  ASSERT_NE(version, metadata.end());
+  EXPECT_EQ(std::string(version->second.data(), version->second.size()),
+            std::string(Version()) + " (commit " + GitCommit() + ")");
+  auto ping_context = Ctx();
+  ASSERT_TRUE(commands_->Ping(ping_context.get(), v1::PingRequest(), &pong).ok());
+  EXPECT_EQ(ping_context->GetServerInitialMetadata().count("fidelis-version"), 0u);
 }
 
 TEST_F(AccountServiceTest, LoadingAnAggregateUsesTheSnapshotNotTheWholeStream) {
