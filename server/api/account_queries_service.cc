@@ -81,6 +81,14 @@ class PendingQuery final : public grpc::ServerUnaryReactor, private ShutdownList
     subscribed_ = true;
     alarm_.Set(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(wait),
                [this](bool) { OnAlarm(); });
+    bool cut;
+    {
+      absl::MutexLock lock(&mu_);
+      cut = cut_ != Cut::kNone;
+    }
+    // The server began stopping after Subscribe but before the alarm was set, so CutShort's
+    // cancel found no alarm: cancel the one now set.
+    if (cut) alarm_.Cancel();
     const uint64_t id =
         runner_->WhenApplied(position_, [this](const absl::Status& status) { OnApplied(status); });
     bool forget;
