@@ -16,6 +16,7 @@
 #include "domain/strings.h"
 #include "domain/version.h"
 #include "server/api/auth.h"
+#include "server/log_format.h"
 #include "server/server.h"
 #include "spdlog/spdlog.h"
 
@@ -44,6 +45,12 @@ ABSL_FLAG(bool, sync_writes, true,
 ABSL_FLAG(std::string, default_currency, "EUR",
           "ISO 4217 currency assigned to retired schema-1 events, which carried none.");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
+ABSL_FLAG(std::string, log_format, "text",
+          "text, or json: one JSON object per line (time, level, thread, message, and fields "
+          "such as projection, rebuild_id and global_position).");
+ABSL_FLAG(std::string, http_listen, "127.0.0.1:8080",
+          "host:port of the HTTP listener: /metrics, /healthz, /readyz and the admin console "
+          "at /. Empty: none. Beyond loopback it needs --admin_token_file.");
 ABSL_FLAG(int, projection_batch_size, 1000, "Events per write batch of the live projections.");
 ABSL_FLAG(absl::Duration, projection_tail_interval, absl::Milliseconds(2),
           "How long a live projection that has caught up with the log waits before its next "
@@ -115,6 +122,14 @@ int RunDaemon(int argc, char** argv, const std::function<void(ServerOptions&)>& 
   absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
   spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
+  const std::string log_format = absl::GetFlag(FLAGS_log_format);
+  if (log_format == "json") {
+    spdlog::set_formatter(std::make_unique<JsonLogFormatter>());
+  } else if (log_format != "text") {
+    spdlog::error("fidelisd failed to start: --log_format must be text or json, got '{}'",
+                  log_format);
+    return 1;
+  }
 
   // Handle SIGTERM and SIGINT on this thread only: block them before any thread starts.
   sigset_t signals;
@@ -126,6 +141,7 @@ int RunDaemon(int argc, char** argv, const std::function<void(ServerOptions&)>& 
   ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.http_listen = absl::GetFlag(FLAGS_http_listen);
   options.event_store = absl::GetFlag(FLAGS_event_store);
   if (options.event_store != "rocksdb" && options.event_store != "nats") {
     spdlog::error("fidelisd failed to start: --event_store must be rocksdb or nats, got '{}'",
@@ -225,6 +241,9 @@ int RunDaemon(int argc, char** argv, const std::function<void(ServerOptions&)>& 
   }
   // Scripts wait for this line to learn the bound port.
   std::printf("listening on %s\n", (*server)->address().c_str());
+  if ((*server)->http_port() != 0) {
+    std::printf("http on http://%s\n", (*server)->http_address().c_str());
+  }
   std::fflush(stdout);
 
   int received = 0;

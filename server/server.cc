@@ -67,7 +67,15 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
                "(--admin_token_file); pass --insecure to do it anyway (in the container image, "
                "these flags go in FIDELIS_ARGS)"));
   }
+  if (!options.http_listen.empty() && !IsLoopback(options.http_listen) && !options.insecure &&
+      options.admin_token.empty()) {
+    return absl::FailedPreconditionError(
+        StrCat("refusing to serve HTTP on non-loopback address ", options.http_listen,
+               " without an admin token (--admin_token_file): the console's actions would be "
+               "open to anyone who can reach it; pass --insecure to do it anyway"));
+  }
   std::unique_ptr<FidelisServer> server(new FidelisServer(options));
+  server->metrics_ = std::make_unique<ServerMetrics>();
   server->auth_ = std::make_unique<Authenticator>(options.admin_token, options.client_token);
   if (options.clock == nullptr) {
     server->owned_clock_ = std::make_unique<SystemClock>();
@@ -89,12 +97,14 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
   if (options.event_store == "nats") {
     storage::nats::NatsEventStoreOptions nats = options.nats;
     nats.max_pending_appends = options.max_pending_appends;
+    nats.observer = server->metrics_.get();
     ASSIGN_OR_RETURN(server->store_,
                      storage::nats::NatsEventStore::Open(server->database_.get(), nats));
   } else if (options.event_store == "rocksdb") {
     storage::EventStoreOptions store_options;
     store_options.max_pending_appends = options.max_pending_appends;
     store_options.min_sync_interval = options.min_sync_interval;
+    store_options.observer = server->metrics_.get();
     ASSIGN_OR_RETURN(server->store_,
                      storage::RocksDbEventStore::Open(server->database_.get(), store_options));
   } else {
@@ -156,11 +166,26 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
   {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
     creators.push_back(NewVersionMetadataFactory());
+    creators.push_back(server->metrics_->calls()->NewFactory());
     builder.experimental().SetInterceptorCreators(std::move(creators));
   }
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(StrCat("cannot listen on ", options.listen_address));
+  }
+  server->metrics_->Attach(server->store_.get(), server->engine_.get(), server->rebuilds_.get(),
+                           server->database_.get(), server->views_.get(), server->clock_);
+  if (!options.http_listen.empty()) {
+    HttpServerOptions http;
+    http.listen_address = options.http_listen;
+    http.client_token = options.client_token;
+    http.version = VersionLine("fidelisd");
+    ServerMetrics* metrics = server->metrics_.get();
+    ASSIGN_OR_RETURN(server->http_,
+                     HttpServer::Start(
+                         http, [metrics] { return metrics->Scrape(); },
+                         server->grpc_server_->InProcessChannel(grpc::ChannelArguments()),
+                         metrics->calls()->all_commands()));
   }
   // A cluster node is NOT_SERVING until its replica has caught up with the log of record.
   const bool ready = server->store_->WaitUntilReady(absl::ZeroDuration());
@@ -185,13 +210,23 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
                    options.nats.jetstream.servers.size(), " servers), replica")
           : std::string("embedded");
   spdlog::info(
-      "{} serving on {} with data in {} ({} log, head position {}, WAL sync {}, TLS {}, "
+      "{} serving on {}{} with data in {} ({} log, head position {}, WAL sync {}, TLS {}, "
       "admin token {}, client token {})",
-      VersionLine("fidelisd"), server->address(), options.data_dir, log_of_record,
-      server->store_->HeadPosition(), options.sync_writes ? "on" : "off",
+      VersionLine("fidelisd"), server->address(),
+      server->http_ ? StrCat(" (HTTP on ", server->http_address(), ")") : std::string(),
+      options.data_dir, log_of_record, server->store_->HeadPosition(),
+      options.sync_writes ? "on" : "off",
       !tls ? "off" : (options.tls_client_ca_file.empty() ? "on" : "on with client certificates"),
       auth->admin_protected() ? "required" : "off", auth->client_protected() ? "required" : "off");
   return server;
+}
+
+int FidelisServer::http_port() const { return http_ ? http_->port() : 0; }
+
+std::string FidelisServer::http_address() const {
+  if (!http_) return "";
+  return StrCat(options_.http_listen.substr(0, options_.http_listen.rfind(':')), ":",
+                http_->port());
 }
 
 std::string FidelisServer::address() const {
@@ -207,6 +242,8 @@ void FidelisServer::Shutdown() {
   if (started) spdlog::info("fidelisd shutting down");
   // Streams end now with UNAVAILABLE rather than at the end of the grace period.
   serving_.Stop();
+  // The HTTP listener calls into the gRPC server: it goes first.
+  if (http_) http_->Stop();
   if (ready_reporter_.joinable()) ready_reporter_.join();
   if (grpc_server_) {
     grpc_server_->GetHealthCheckService()->SetServingStatus(false);

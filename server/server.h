@@ -19,8 +19,10 @@
 #include "domain/projector.h"
 #include "grpcpp/server.h"
 #include "server/api/services.h"
+#include "server/http/http_server.h"
 #include "server/read/projection_engine.h"
 #include "server/read/rebuild_manager.h"
+#include "server/server_metrics.h"
 #include "server/write/command_handler.h"
 #include "storage/database.h"
 #include "storage/nats/nats_event_store.h"
@@ -31,6 +33,9 @@ namespace fidelis::server {
 
 struct ServerOptions {
   std::string listen_address = "127.0.0.1:50051";
+  // The HTTP listener of /metrics, /healthz, /readyz and the console (server/http/); empty:
+  // none. Beyond loopback it needs an admin token (or `insecure`).
+  std::string http_listen;
   std::string data_dir = "./data";
   // Where the log of record lives: "rocksdb", in --data_dir (the default), or "nats", a NATS
   // JetStream stream that several servers share, each keeping a replica in --data_dir.
@@ -89,6 +94,10 @@ class FidelisServer {
 
   // The port actually bound (useful with port 0).
   int port() const { return port_; }
+  // The HTTP listener's port; 0 without one.
+  int http_port() const;
+  // host:port of the HTTP listener; empty without one.
+  std::string http_address() const;
   std::string address() const;
 
   // Graceful stop. Idempotent; thread-safe.
@@ -105,6 +114,8 @@ class FidelisServer {
   explicit FidelisServer(const ServerOptions& options);
 
   const ServerOptions options_;
+  // First: the event store reports to it, and it reads everything below.
+  std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<Clock> owned_clock_;
   std::unique_ptr<Authenticator> auth_;
   const Clock* clock_ = nullptr;
@@ -122,6 +133,7 @@ class FidelisServer {
   std::unique_ptr<EventLogService> event_log_service_;
   std::unique_ptr<ProjectionAdminService> admin_service_;
   std::unique_ptr<grpc::Server> grpc_server_;
+  std::unique_ptr<HttpServer> http_;
   ServingState serving_;
   // Reports SERVING once the log can serve (a cluster node's replica has caught up).
   std::thread ready_reporter_;

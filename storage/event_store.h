@@ -86,6 +86,19 @@ class HeadListener {
   virtual void OnHeadAdvanced(uint64_t head) = 0;
 };
 
+// Told how the event log's writer is doing, for metrics. Not owned by the store; it must
+// outlive it. Calls must be quick and must not call back into the store.
+class AppendObserver {
+ public:
+  virtual ~AppendObserver() = default;
+  // A group commit ended: `appends` requests decided together, `events` of them appended in
+  // one write (a WAL write, synced when the database syncs; a cluster node's publish) that
+  // took `write_time`. On the writer thread.
+  virtual void OnGroupCommitted(size_t appends, size_t events, absl::Duration write_time) = 0;
+  // An append was refused with RESOURCE_EXHAUSTED. On the appending thread.
+  virtual void OnAppendRefused() = 0;
+};
+
 class EventStore {
  public:
   virtual ~EventStore() = default;

@@ -100,6 +100,7 @@ void RocksDbEventStore::AppendAsync(AppendRequest request, AppendCallback done) 
     } else if (queue_.size() >= options_.max_pending_appends) {
       refused = absl::ResourceExhaustedError(
           StrCat("the event log has ", queue_.size(), " appends waiting; retry with backoff"));
+      if (options_.observer != nullptr) options_.observer->OnAppendRefused();
     } else {
       queue_.push_back(std::move(writer));
       pending_.fetch_add(1, std::memory_order_relaxed);
@@ -173,7 +174,13 @@ void RocksDbEventStore::CommitGroup(std::vector<std::unique_ptr<Writer>>& group)
       next_group_at_ =
           std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(options_.min_sync_interval);
     }
+    const auto write_started = std::chrono::steady_clock::now();
     rocksdb::Status written = database_->db()->Write(write_options, &batch);
+    if (options_.observer != nullptr) {
+      options_.observer->OnGroupCommitted(
+          group.size(), assembler.batch().events_size(),
+          absl::FromChrono(std::chrono::steady_clock::now() - write_started));
+    }
     if (written.ok()) {
       for (const auto& [stream, version] : assembler.heads()) heads_[stream] = version;
       PublishHead(assembler.next_position() - 1);

@@ -44,6 +44,8 @@ struct EventStoreOptions {
   // than one per sync (see the pacing above). Zero: every group starts as soon as the one
   // before it ends. Has no effect when the database does not sync its writes.
   absl::Duration min_sync_interval = absl::ZeroDuration();
+  // Told of group commits and refusals; not owned; null means none.
+  AppendObserver* observer = nullptr;
 };
 
 class RocksDbEventStore : public EventStore {

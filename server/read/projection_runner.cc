@@ -142,6 +142,8 @@ void ProjectionRunner::PublishCheckpoint(uint64_t position) {
   std::vector<AppliedCallback> ready;
   {
     absl::MutexLock lock(&state_mu_);
+    const uint64_t before = checkpoint_.load(std::memory_order_relaxed);
+    if (position > before) events_applied_.fetch_add(position - before, std::memory_order_relaxed);
     checkpoint_.store(position, std::memory_order_release);
     checkpoint_cv_.SignalAll();
     while (!waiters_.empty() && waiters_.begin()->first <= position) {

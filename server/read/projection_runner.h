@@ -85,6 +85,9 @@ class ProjectionRunner {
   // "AccountReport v2.1".
   const std::string& label() const { return label_; }
   uint64_t checkpoint() const { return checkpoint_.load(std::memory_order_acquire); }
+  // Log positions this build has applied since this process opened it (its checkpoint's
+  // advances, by the tailing thread or a rebuild).
+  uint64_t events_applied() const { return events_applied_.load(std::memory_order_relaxed); }
 
   // OK when queries may read the store. UNAVAILABLE while a rebuild owns it or when it needs a
   // rebuild, with a message saying which and how far along.
@@ -140,6 +143,7 @@ class ProjectionRunner {
   EventDecoder decoder_ ABSL_GUARDED_BY(writer_mu_);
   storage::ProjectionBatch live_batch_ ABSL_GUARDED_BY(writer_mu_);
   std::atomic<uint64_t> checkpoint_{0};
+  std::atomic<uint64_t> events_applied_{0};
   std::atomic<bool> stopping_{false};
   std::thread thread_;
 

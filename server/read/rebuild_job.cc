@@ -205,11 +205,13 @@ void RebuildJob::Finish(v1::RebuildPhase phase, std::string failure) {
   const v1::RebuildProgress last = Progress();
   spdlog::info(
       "rebuild {} of {} ({} {}) {} in {}: {} events processed, {} dispatched, {} skipped, {} "
-      "errors{}{}",
+      "errors{}{} [projection={} rebuild_id={} build={} result={} events={} duration_ms={}]",
       id_, projection_, v1::RebuildMode_Name(mode_), build_, v1::RebuildPhase_Name(phase),
       absl::FormatDuration(absl::Trunc(elapsed, absl::Milliseconds(1))), last.events_processed(),
       last.result().events_dispatched(), last.events_skipped(), last.result().errors_size(),
-      last.result().failure().empty() ? "" : ": ", last.result().failure());
+      last.result().failure().empty() ? "" : ": ", last.result().failure(), projection_, id_,
+      build_, v1::RebuildPhase_Name(phase), last.events_processed(),
+      absl::ToInt64Milliseconds(elapsed));
 }
 
 std::string RebuildJob::UnavailableReason() const {
@@ -380,7 +382,8 @@ void RebuildJob::Run() {
 }
 
 void RebuildJob::RunInPlace() {
-  spdlog::info("rebuild {} of {} in place (batch size {})", id_, projection_, batch_size_);
+  spdlog::info("rebuild {} of {} in place (batch size {}) [projection={} rebuild_id={}]", id_,
+               projection_, batch_size_, projection_, id_);
   BuildWriter writer(*target_);
   writer.MarkUnavailable(id_, [this] { return UnavailableReason(); });
   // The store is about to be rewritten under the tailing thread's cache.
@@ -449,8 +452,10 @@ absl::Status RebuildJob::BuildShadow() {
 }
 
 void RebuildJob::RunBlueGreen() {
-  spdlog::info("rebuild {} of {}: blue-green into {}{} (batch size {})", id_, projection_, build_,
-               resumed_ ? ", resumed" : "", batch_size_);
+  spdlog::info(
+      "rebuild {} of {}: blue-green into {}{} (batch size {}) [projection={} rebuild_id={} "
+      "build={}]",
+      id_, projection_, build_, resumed_ ? ", resumed" : "", batch_size_, projection_, id_, build_);
   auto end = [this](v1::RebuildPhase phase, std::string why) {
     bool for_shutdown;
     {

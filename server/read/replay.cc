@@ -47,9 +47,11 @@ absl::Status ApplyOne(const storage::EventRecord& event,
                                                   " at global position ", event.global_position,
                                                   ": ", message));
     }
-    spdlog::warn("{}: skipping {} event {} v{} at global position {}: {}", label,
-                 unknown ? "unknown" : "undecodable", event.type, event.schema_version,
-                 event.global_position, message);
+    spdlog::warn(
+        "{}: skipping {} event {} v{} at global position {}: {} [event_type={} "
+        "global_position={}]",
+        label, unknown ? "unknown" : "undecodable", event.type, event.schema_version,
+        event.global_position, message, event.type, event.global_position);
     if (!unknown) record(message);
     ++stats.events_skipped;
   } else {

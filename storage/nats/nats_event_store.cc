@@ -105,6 +105,7 @@ void NatsEventStore::AppendAsync(AppendRequest request, AppendCallback done) {
     } else if (queue_.size() >= options_.max_pending_appends) {
       refused = absl::ResourceExhaustedError(
           StrCat("the event log has ", queue_.size(), " appends waiting; retry with backoff"));
+      if (options_.observer != nullptr) options_.observer->OnAppendRefused();
     } else {
       queue_.push_back(std::move(writer));
       pending_.fetch_add(1);
@@ -176,7 +177,13 @@ void NatsEventStore::CommitGroup(std::vector<std::unique_ptr<Writer>>& group) {
     absl::StatusOr<PubAck> ack;
     std::optional<absl::Time> disconnected_since;
     while (true) {
+      const auto publish_started = std::chrono::steady_clock::now();
       ack = log_->Publish(data, expected, message_id);
+      if (options_.observer != nullptr && ack.ok()) {
+        options_.observer->OnGroupCommitted(
+            group.size(), batch.events_size(),
+            absl::FromChrono(std::chrono::steady_clock::now() - publish_started));
+      }
       if (ack.ok() || absl::IsAborted(ack.status())) break;
       // A connection that is down stays so for a while (every server gone): give up soon. A
       // connection that is up waits out a stream leader's election, up to the deadline.

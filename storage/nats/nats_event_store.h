@@ -62,6 +62,8 @@ struct NatsEventStoreOptions {
   absl::Duration publish_deadline = absl::Seconds(10);
   // Names this node in message ids; empty: a random id.
   std::string node_id;
+  // Told of published groups and refusals; not owned; null means none.
+  AppendObserver* observer = nullptr;
 };
 
 class NatsEventStore : public EventStore {

@@ -31,7 +31,7 @@ trap cleanup EXIT
 start_server() {
   local t0 t1
   t0=$(date +%s%N)
-  coproc SERVER { exec "$fidelisd" --listen=127.0.0.1:0 --data_dir="$1" --log_level=error; }
+  coproc SERVER { exec "$fidelisd" --listen=127.0.0.1:0 --http_listen=127.0.0.1:0 --data_dir="$1" --log_level=error; }
   pid=$SERVER_PID
   read -r line <&"${SERVER[0]}"
   t1=$(date +%s%N)

@@ -57,7 +57,7 @@ nats() {
 node() {
   local name=$1
   shift
-  "$fidelisd" --listen=127.0.0.1:0 --data_dir="$work/$name" --log_level=warn "$@" \
+  "$fidelisd" --listen=127.0.0.1:0 --http_listen=127.0.0.1:0 --data_dir="$work/$name" --log_level=warn "$@" \
     >"$work/$name.out" 2>"$work/$name.err" &
   pids+=($!)
   eval "${name}_pid=$!"

@@ -34,6 +34,7 @@ echo "NATS: $urls (logs in $work/nats*.log)"
 
 for i in 1 2; do
   "$build/server/fidelisd" --listen="127.0.0.1:$((node_port + i - 1))" --data_dir="$work/node$i" \
+    --http_listen="127.0.0.1:$((8080 + i))" \
     --event_store=nats --nats_url="$urls" --nats_replicas=3 >"$work/node$i.out" 2>"$work/node$i.log" &
   pids+=($!)
 done
@@ -42,7 +43,7 @@ for i in 1 2; do
     grep -q "listening on" "$work/node$i.out" 2>/dev/null && break
     sleep 0.1
   done
-  echo "node$i: $(grep "listening on" "$work/node$i.out") (data in $work/node$i, log in $work/node$i.log)"
+  echo "node$i: $(grep "listening on" "$work/node$i.out"), $(grep "http on" "$work/node$i.out") (data in $work/node$i, log in $work/node$i.log)"
 done
 echo "Ctrl-C stops the cluster; its data stays in $work."
 wait

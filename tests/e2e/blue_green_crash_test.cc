@@ -31,7 +31,8 @@ class BlueGreenCrashTest : public ::testing::TestWithParam<v1::RebuildPhase> {
   // Starts the server; with `pause_at`, rebuild jobs stop at that phase.
   void Start(const std::string& pause_at) {
     server_ = std::make_unique<Child>(std::vector<std::string>{
-        kServer, "--listen=127.0.0.1:0", "--data_dir=" + dir_.Sub("data"), "--log_level=error",
+        kServer, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
+        "--data_dir=" + dir_.Sub("data"), "--log_level=error",
         "--rebuild_checkpoint_interval=200ms", "--pause_rebuild_at=" + pause_at});
     const std::string line = server_->ReadLine();
     ASSERT_EQ(line.rfind("listening on ", 0), 0u) << line;

@@ -47,9 +47,9 @@ class Node {
 
   void Start() {
     process_ = std::make_unique<Child>(std::vector<std::string>{
-        kServer, absl::StrCat("--listen=127.0.0.1:", port_), "--data_dir=" + data_dir_,
-        "--log_level=error", "--event_store=nats", "--nats_url=" + nats_urls_, "--nats_replicas=3",
-        "--nats_publish_timeout=20s"});
+        kServer, absl::StrCat("--listen=127.0.0.1:", port_), "--http_listen=127.0.0.1:0",
+        "--data_dir=" + data_dir_, "--log_level=error", "--event_store=nats",
+        "--nats_url=" + nats_urls_, "--nats_replicas=3", "--nats_publish_timeout=20s"});
     const std::string line = process_->ReadLine();
     ASSERT_EQ(line.rfind("listening on ", 0), 0u) << line;
     auto channel = grpc::CreateChannel(line.substr(13), grpc::InsecureChannelCredentials());

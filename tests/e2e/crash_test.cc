@@ -29,8 +29,9 @@ const std::string kServer = FIDELISD_PATH;
 class CrashTest : public ::testing::Test {
  protected:
   void Start() {
-    server_ = std::make_unique<Child>(std::vector<std::string>{
-        kServer, "--listen=127.0.0.1:0", "--data_dir=" + dir_.Sub("data"), "--log_level=error"});
+    server_ = std::make_unique<Child>(
+        std::vector<std::string>{kServer, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
+                                 "--data_dir=" + dir_.Sub("data"), "--log_level=error"});
     const std::string line = server_->ReadLine();
     ASSERT_EQ(line.rfind("listening on ", 0), 0u) << line;
     auto channel = grpc::CreateChannel(line.substr(13), grpc::InsecureChannelCredentials());

@@ -24,8 +24,9 @@ const std::string kCli = FIDELIS_CLI_PATH;
 
 // Starts fidelisd on a free loopback port; returns the address it printed.
 std::string StartServer(std::unique_ptr<Child>& child, const std::string& data_dir) {
-  child = std::make_unique<Child>(std::vector<std::string>{
-      kServer, "--listen=127.0.0.1:0", "--data_dir=" + data_dir, "--log_level=warn"});
+  child = std::make_unique<Child>(
+      std::vector<std::string>{kServer, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
+                               "--data_dir=" + data_dir, "--log_level=warn"});
   std::string line = child->ReadLine();
   const std::string prefix = "listening on ";
   if (line.rfind(prefix, 0) != 0) return "";
@@ -200,7 +201,7 @@ TEST(EndToEndTest, AnUnreadableKeyOrDataDirectoryIsPermissionDenied) {
     // A server that starts after all is stopped after 20 s, and the test fails.
     std::string command = "timeout 20 ";
     for (const auto& arg : as_other) command += arg + " ";
-    command += kServer + " --listen=127.0.0.1:0";
+    command += kServer + " --listen=127.0.0.1:0 --http_listen=127.0.0.1:0";
     for (const auto& flag : flags) command += " " + flag;
     return fidelis::testing::Run({"sh", "-c", command + " 2>&1"});
   };
@@ -377,8 +378,9 @@ TEST(EndToEndTest, TheServerRefusesIntervalsOutOfRange) {
     SCOPED_TRACE(c.flag);
     TempDir dir;
     // Under `timeout`, so a server that started anyway ends the test with 124, not hanging.
-    RunResult refused = testing::Run({"timeout", "10", kServer, "--listen=127.0.0.1:0",
-                                      "--data_dir=" + dir.Sub("data"), c.flag});
+    RunResult refused =
+        testing::Run({"timeout", "10", kServer, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
+                      "--data_dir=" + dir.Sub("data"), c.flag});
     EXPECT_EQ(refused.exit_code, 1) << refused.output;
     EXPECT_NE(refused.output.find(c.message), std::string::npos) << refused.output;
     EXPECT_EQ(refused.output.find("listening on"), std::string::npos) << refused.output;
@@ -398,7 +400,8 @@ TEST(EndToEndTest, AStepOfTheWallClockStallsNeitherProjectionsNorShutdown) {
   std::ofstream(offset) << "+0\n";
   Child server({"/usr/bin/env", "LD_PRELOAD=" + faketime, "FAKETIME_TIMESTAMP_FILE=" + offset,
                 "FAKETIME_NO_CACHE=1", "FAKETIME_DONT_FAKE_MONOTONIC=1", kServer,
-                "--listen=127.0.0.1:0", "--data_dir=" + dir.Sub("data"), "--log_level=warn"});
+                "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
+                "--data_dir=" + dir.Sub("data"), "--log_level=warn"});
   const std::string line = server.ReadLine();
   ASSERT_EQ(line.rfind("listening on ", 0), 0u) << line;
   const std::string address = line.substr(std::string("listening on ").size());

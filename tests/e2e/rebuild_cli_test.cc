@@ -28,7 +28,7 @@ class RebuildCliTest : public ::testing::Test {
                       "--events=30000", "--v1_fraction=0.2", "--unknown_events=3"});
     ASSERT_EQ(seeded.exit_code, 0) << seeded.output;
     ASSERT_NE(seeded.output.find("wrote 30000 events"), std::string::npos) << seeded.output;
-    std::vector<std::string> argv = {kServer, "--listen=127.0.0.1:0",
+    std::vector<std::string> argv = {kServer, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
                                      "--data_dir=" + dir_.Sub("data"), "--log_level=error"};
     argv.insert(argv.end(), flags.begin(), flags.end());
     server_ = std::make_unique<Child>(argv);
