@@ -2,8 +2,8 @@
 # Tries the container image as docs/operations.md shows it, with podman: the image refuses to
 # listen beyond loopback without TLS and a token and says which variable takes them; with
 # secrets owned by the image's uid (10001) it serves clients on the host, over TLS, with its
-# data in a bind-mounted directory; a key it cannot read is PERMISSION_DENIED naming the file
-# and the uid. Run by hand (an image build takes minutes, more than CI gives it); as root.
+# data in a bind-mounted directory, and its HTTP probes and metrics; a key it cannot read is
+# PERMISSION_DENIED naming the file and the uid. Run by hand (an image build takes minutes, more than CI gives it); as root.
 #   tests/container/container_test.sh [image] [cli]
 # image defaults to fidelis (podman build -t fidelis .), cli to build/clients/fidelis.
 # GRPCURL, when set, also calls grpc.health.v1.Health/Check with it.
@@ -14,6 +14,7 @@ cli=${2:-$root/build/clients/fidelis}
 work=$(mktemp -d /tmp/fidelis-container-XXXXXX)
 name=fidelis-test-$$
 port=$(shuf -i 20000-40000 -n 1)
+http_port=$((port + 1))
 cleanup() { podman rm -f "$name" >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -52,6 +53,7 @@ grep -q "uid 10001" "$work/unreadable" || fail "the error does not name uid 1000
 
 chown -R 10001:10001 "$work/secrets" "$work/data"
 podman run -d --name "$name" -e FIDELIS_LISTEN="0.0.0.0:$port" \
+  -e FIDELIS_HTTP_LISTEN="0.0.0.0:$http_port" \
   -v "$work/secrets:/secrets:ro" -v "$work/data:/data" -e FIDELIS_ARGS="$args" "$image" >/dev/null
 fidelis=("$cli" --server "localhost:$port" --tls-ca "$work/secrets/cert.pem"
          --token-file "$work/secrets/admin.token")
@@ -68,6 +70,12 @@ if [ -n "${GRPCURL:-}" ]; then
     grpc.health.v1.Health/Check | tee "$work/health"
   grep -q SERVING "$work/health" || fail "Health/Check did not answer SERVING"
 fi
+echo "== HTTP from the host: /readyz and /metrics"
+curl -sf "http://127.0.0.1:$http_port/readyz" | tee "$work/ready"
+grep -q SERVING "$work/ready" || fail "/readyz did not answer SERVING"
+curl -sf "http://127.0.0.1:$http_port/metrics" >"$work/metrics"
+grep -q '^fidelis_commands_total{method="OpenAccount",code="OK"} 1$' "$work/metrics" ||
+  fail "/metrics does not count the account opened"
 podman stop -t 10 "$name" >/dev/null
 podman logs "$name" 2>&1 | tail -3
 owner=$(stat -c %u "$work/data/CURRENT")
