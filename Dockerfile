@@ -24,7 +24,9 @@ COPY server server
 COPY clients clients
 # The tree has no .git here: --version reports this commit ("unknown" when not given).
 ARG FIDELIS_COMMIT=unknown
-RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DFIDELIS_BUILD_TESTS=OFF \
+# Warnings are errors in CI's build (-O2); here, at -O3, GCC 12 has false positives
+# (-Wrestrict in std::string) that must not stop an image build.
+RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DFIDELIS_BUILD_TESTS=OFF -DFIDELIS_WERROR=OFF \
       -DFIDELIS_GIT_COMMIT="$FIDELIS_COMMIT" \
     && cmake --build build -j"$(nproc)" --target fidelisd fidelis
 # Gather the binaries and every shared library they need beyond glibc, which the runtime

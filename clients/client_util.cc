@@ -7,6 +7,8 @@
 #include <limits>
 #include <sstream>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "domain/currencies.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
@@ -119,9 +121,11 @@ std::string FormatAmount(int64_t minor_units, const std::string& currency) {
     if (static_cast<int>(digits.size()) <= exponent) {
       digits.insert(0, exponent + 1 - digits.size(), '0');
     }
-    digits.insert(digits.size() - exponent, ".");
+    const size_t point = digits.size() - exponent;
+    return absl::StrCat(negative ? "-" : "", absl::string_view(digits).substr(0, point), ".",
+                        absl::string_view(digits).substr(point));
   }
-  return (negative ? "-" : "") + digits;
+  return absl::StrCat(negative ? "-" : "", digits);
 }
 
 std::string WithThousands(uint64_t value) {
