@@ -1,7 +1,8 @@
-// String helpers that bridge std::string_view and Debian 12's absl::string_view, which are
-// distinct types there.
+// String helpers: StrCat bridging std::string_view and Debian 12's absl::string_view, which
+// are distinct types there, and JSON string quoting.
 #pragma once
 
+#include <cstdio>
 #include <string>
 #include <string_view>
 
@@ -22,6 +23,30 @@ inline absl::string_view StrArg(std::string_view s) { return ToAbsl(s); }
 template <typename... Args>
 std::string StrCat(const Args&... args) {
   return absl::StrCat(StrArg(args)...);
+}
+
+// Appends `text` to `out` as a JSON string: quoted, with '"', '\\' and control characters
+// escaped. Bytes from 0x80 up are copied as they are (UTF-8 stays UTF-8).
+inline void AppendJsonString(std::string_view text, std::string* out) {
+  out->push_back('"');
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out->push_back('\\');
+      out->push_back(ch);
+    } else if (c == '\n') {
+      out->append("\\n");
+    } else if (c == '\t') {
+      out->append("\\t");
+    } else if (c < 0x20) {
+      char buffer[8];
+      std::snprintf(buffer, sizeof(buffer), "\\u%04x", c);
+      out->append(buffer);
+    } else {
+      out->push_back(ch);
+    }
+  }
+  out->push_back('"');
 }
 
 }  // namespace fidelis

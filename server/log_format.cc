@@ -4,42 +4,11 @@
 #include <ctime>
 #include <vector>
 
+#include "domain/strings.h"
 #include "spdlog/details/log_msg.h"
 
 namespace fidelis::server {
 namespace {
-
-void AppendJsonString(std::string_view text, std::string* out) {
-  out->push_back('"');
-  for (unsigned char c : text) {
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      default:
-        if (c < 0x20) {
-          char buffer[8];
-          std::snprintf(buffer, sizeof(buffer), "\\u%04x", c);
-          out->append(buffer);
-        } else {
-          out->push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out->push_back('"');
-}
 
 bool AllDigits(std::string_view s) {
   if (s.empty() || s.size() > 18) return false;

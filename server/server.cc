@@ -178,7 +178,7 @@ absl::StatusOr<std::unique_ptr<FidelisServer>> FidelisServer::Start(const Server
   if (!options.http_listen.empty()) {
     HttpServerOptions http;
     http.listen_address = options.http_listen;
-    http.client_token = options.client_token;
+    if (IsLoopback(options.http_listen)) http.read_token = options.client_token;
     http.version = VersionLine("fidelisd");
     ServerMetrics* metrics = server->metrics_.get();
     ASSIGN_OR_RETURN(server->http_,

@@ -47,10 +47,6 @@ int OpenFiles() {
   return count;
 }
 
-const char* PhaseName(v1::RebuildPhase phase) {
-  return v1::RebuildPhase_descriptor()->FindValueByNumber(phase)->name().c_str();
-}
-
 }  // namespace
 
 ServerMetrics::ServerMetrics()
@@ -190,7 +186,7 @@ void ServerMetrics::Attach(const storage::EventStore* store, const ProjectionEng
         const v1::RebuildProgress p = job->Progress();
         const Labels labels = {{"rebuild_id", job->id()}, {"projection", job->projection()}};
         Labels with_phase = labels;
-        with_phase.emplace_back("phase", PhaseName(p.phase()));
+        with_phase.emplace_back("phase", v1::RebuildPhase_Name(p.phase()));
         phase.samples.push_back({with_phase, 1});
         done.samples.push_back({labels, static_cast<double>(p.events_processed())});
         total.samples.push_back({labels, static_cast<double>(p.events_total())});

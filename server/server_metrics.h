@@ -33,7 +33,6 @@ class ServerMetrics : public storage::AppendObserver {
  public:
   ServerMetrics();
 
-  metrics::Registry* registry() { return &registry_; }
   CallMetrics* calls() { return &calls_; }
 
   // Adds the collectors that read these (not owned; null when absent).

@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "domain/strings.h"
 #include "fidelis/v1/admin.grpc.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -21,10 +22,6 @@ namespace {
 
 constexpr size_t kTrafficPoints = 300;  // Five minutes, one a second.
 constexpr auto kCallTimeout = std::chrono::seconds(30);
-
-bool IsLoopbackHost(const std::string& host) {
-  return host.rfind("127.", 0) == 0 || host == "localhost" || host == "::1" || host == "[::1]";
-}
 
 // The HTTP status a gRPC code corresponds to (as Google's HTTP APIs map them).
 int HttpStatus(grpc::StatusCode code) {
@@ -65,20 +62,9 @@ std::string CodeName(grpc::StatusCode code) {
 }
 
 std::string JsonString(const std::string& text) {
-  std::string out = "\"";
-  for (unsigned char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20) {
-      char buffer[8];
-      std::snprintf(buffer, sizeof(buffer), "\\u%04x", c);
-      out += buffer;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "\"";
+  std::string out;
+  AppendJsonString(text, &out);
+  return out;
 }
 
 void Refuse(httplib::Response& res, grpc::StatusCode code, const std::string& message) {
@@ -106,8 +92,6 @@ void Answer(httplib::Response& res, const grpc::Status& status,
 HttpServer::HttpServer(HttpServerOptions options, std::function<std::string()> scrape,
                        std::shared_ptr<grpc::Channel> channel, const metrics::Histogram* commands)
     : options_(std::move(options)),
-      loopback_(
-          IsLoopbackHost(options_.listen_address.substr(0, options_.listen_address.rfind(':')))),
       scrape_(std::move(scrape)),
       channel_(std::move(channel)),
       commands_(commands),
@@ -211,8 +195,8 @@ void HttpServer::Route() {
     auto ctx = std::make_unique<grpc::ClientContext>();
     ctx->set_deadline(std::chrono::system_clock::now() + kCallTimeout);
     std::string authorization = req.get_header_value("Authorization");
-    if (authorization.empty() && read && loopback_ && !options_.client_token.empty()) {
-      authorization = "Bearer " + options_.client_token;
+    if (authorization.empty() && read && !options_.read_token.empty()) {
+      authorization = "Bearer " + options_.read_token;
     }
     if (!authorization.empty()) ctx->AddMetadata("authorization", authorization);
     return ctx;

@@ -45,8 +45,9 @@ namespace fidelis::server {
 struct HttpServerOptions {
   // host:port; port 0 picks a free one.
   std::string listen_address = "127.0.0.1:8080";
-  // Sent with reads that carry no token of their own, when listening on loopback.
-  std::string client_token;
+  // Sent with reads that carry no token of their own (the owner sets the client token here
+  // when the listener is on loopback, where reading stays open); empty: none.
+  std::string read_token;
   // "fidelisd 0.9.0 (commit ...)", shown by the console.
   std::string version;
 };
@@ -81,7 +82,6 @@ class HttpServer {
   std::string TrafficJson() const;
 
   const HttpServerOptions options_;
-  const bool loopback_;
   const std::function<std::string()> scrape_;
   const std::shared_ptr<grpc::Channel> channel_;
   const metrics::Histogram* const commands_;

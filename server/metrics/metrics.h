@@ -92,7 +92,6 @@ class Histogram {
   explicit Histogram(std::vector<double> bounds);
   void Observe(double value);
   HistogramSample Snapshot() const;
-  const std::vector<double>& bounds() const { return bounds_; }
 
  private:
   const std::vector<double> bounds_;

@@ -246,6 +246,20 @@ TEST(HttpListenTest, BeyondLoopbackNeedsAnAdminToken) {
   EXPECT_NE(refused.status().message().find("0.0.0.0:0"), std::string::npos);
 }
 
+TEST(HttpListenTest, AnAddressWithoutAPortIsRefusedByName) {
+  TempDir dir;
+  server::ServerOptions options;
+  options.listen_address = "127.0.0.1:0";
+  options.http_listen = "127.0.0.1";
+  options.data_dir = dir.Sub("data");
+  auto refused = server::FidelisServer::Start(options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("--http_listen: '127.0.0.1' is not host:port"),
+            std::string::npos)
+      << refused.status();
+}
+
 TEST(HttpListenTest, AnAddressInUseIsRefusedByName) {
   TempDir dir;
   httplib::Server holder;
