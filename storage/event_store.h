@@ -189,6 +189,19 @@ class EventStore {
   // False once a write failed and appends are refused until the store is reopened.
   virtual bool healthy() const { return true; }
 
+  // Whether other processes append to the log of record too (a cluster node's replica): then
+  // what this store holds may lag what the log of record acknowledged, and what a caller cached
+  // from its own appends may be stale. False for a local log, which is the log of record.
+  virtual bool shared() const { return false; }
+
+  // Waits until this store holds every append the log of record acknowledged before the call,
+  // so that a decision taken on what it reads afterwards is not taken on stale state. A local
+  // log holds them already: OK at once. A replica asks the log of record how far it goes and
+  // waits for that: UNAVAILABLE when it cannot ask, DEADLINE_EXCEEDED when it did not get there
+  // within `timeout`. Thread-safe; it blocks, for a round trip to the log of record and the
+  // replication of what this node missed.
+  virtual absl::Status CatchUp(absl::Duration /*timeout*/) const { return absl::OkStatus(); }
+
   // Registers `listener` for OnHeadAdvanced calls until RemoveHeadListener. Not owned; it must
   // stay valid until RemoveHeadListener returns, which waits for a call in progress. Thread-safe.
   void AddHeadListener(HeadListener* listener) const;

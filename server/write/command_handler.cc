@@ -14,6 +14,22 @@ namespace {
 
 // Conflicts the server resolves by reloading and deciding again before giving up.
 constexpr int kMaxAttempts = 100;
+// The longest a rejection waits for this node to catch up with the log of record.
+constexpr absl::Duration kMaxCatchUp = absl::Seconds(10);
+
+// Whether `status` refuses a command on the state it was decided on (rather than on its input,
+// or failing to decide).
+bool IsRejection(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kAlreadyExists:
+      return true;
+    default:
+      return false;
+  }
+}
 
 CommandOutcome OutcomeFor(const storage::AppendResult& result, std::string_view account_stream) {
   CommandOutcome outcome;
@@ -189,8 +205,12 @@ class CommandHandler::Operation {
   virtual absl::Status Contention() const {
     return absl::AbortedError("the command kept conflicting; retry it");
   }
+  // Forgets the cached state of the accounts this operation loads.
+  virtual void ForgetCached() {}
 
   int attempts = 0;
+  // Whether a rejection was decided again after catching up with the log of record.
+  bool confirmed = false;
 
  protected:
   void SetOptions(storage::AppendRequest& request) const { StampAppend(context_, request); }
@@ -261,6 +281,7 @@ class CommandHandler::AccountOperation final : public OperationWith<CommandOutco
     return absl::AbortedError(StrCat("account ", command_->account_id(),
                                      " is under heavy contention; retry the command"));
   }
+  void ForgetCached() override { handler_->Forget(command_->account_id()); }
 
  private:
   const std::unique_ptr<const AccountCommand> command_;
@@ -399,6 +420,10 @@ class CommandHandler::TransferOperation final : public OperationWith<TransferOut
   absl::Status Contention() const override {
     return absl::AbortedError("the accounts are under heavy contention; retry the transfer");
   }
+  void ForgetCached() override {
+    handler_->Forget(command_.from_account_id);
+    handler_->Forget(command_.to_account_id);
+  }
 
  private:
   TransferOutcome OutcomeOf(const storage::AppendResult& result, std::string transfer_id) const {
@@ -435,6 +460,22 @@ void CommandHandler::Start(std::unique_ptr<Operation> op) {
 void CommandHandler::Attempt(std::unique_ptr<Operation> op) {
   storage::AppendRequest request;
   absl::Status prepared = op->Prepare(request);
+  if (IsRejection(prepared) && store_->shared() && !op->confirmed) {
+    // Decided on what this node holds, which other nodes' appends may not have reached yet,
+    // and on cached state they do not update: a rejection stands only once decided again on
+    // everything the log of record acknowledged before now.
+    op->confirmed = true;
+    const absl::Duration left = op->context().deadline - clock_->Now();
+    absl::Status caught_up = store_->CatchUp(std::min(left, kMaxCatchUp));
+    if (!caught_up.ok()) {
+      return op->Fail(absl::UnavailableError(StrCat(
+          "the command would be refused (", prepared.message(),
+          ") but this node cannot check that against the log of record: ", caught_up.message(),
+          "; nothing was appended")));
+    }
+    op->ForgetCached();
+    return Start(std::move(op));
+  }
   if (prepared.ok()) prepared = CheckDeadline(op->context().deadline);
   if (!prepared.ok()) return op->Fail(std::move(prepared));
   store_->AppendAsync(

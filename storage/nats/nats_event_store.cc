@@ -418,6 +418,21 @@ absl::Status NatsEventStore::AwaitPosition(uint64_t position, absl::Duration tim
   return absl::OkStatus();
 }
 
+absl::Status NatsEventStore::CatchUp(absl::Duration timeout) const {
+  absl::StatusOr<uint64_t> last = log_->LastSequence();
+  if (!last.ok()) {
+    return absl::UnavailableError(
+        StrCat("the NATS JetStream stream ", options_.jetstream.stream,
+               " cannot be asked how far it goes: ", last.status().message()));
+  }
+  if (!AwaitSequence(*last, timeout)) {
+    return absl::DeadlineExceededError(StrCat(
+        "this node's replica holds stream sequence ", replica_->replicated_sequence(),
+        " and did not get to the stream's ", *last, " within ", absl::FormatDuration(timeout)));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::optional<v1::CommandRecord>> NatsEventStore::FindCommand(
     std::string_view command_id) const {
   return replica_->FindCommand(command_id);

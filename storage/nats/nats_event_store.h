@@ -98,6 +98,8 @@ class NatsEventStore : public EventStore {
   bool WaitUntilReady(absl::Duration timeout) const override;
   // Whether the NATS connection is up right now.
   bool reachable() const override { return log_->connected(); }
+  bool shared() const override { return true; }
+  absl::Status CatchUp(absl::Duration timeout) const override;
 
   // The JetStream sequence of the last batch the replica holds.
   uint64_t replicated_sequence() const { return replica_->replicated_sequence(); }

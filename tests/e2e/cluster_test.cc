@@ -285,6 +285,37 @@ TEST_F(ClusterTest, RandomTransfersOnBothNodesConserveMoneyAndRetriesGoToTheOthe
   ExpectConverged();
 }
 
+// A node decides on its replica and on the accounts it cached from its own commands; neither
+// has to hold the other node's latest appends. A refusal is given only once it holds on the log
+// of record: an account the other node just opened is found, and a deposit the other node just
+// took counts.
+TEST_F(ClusterTest, ARefusalOnOneNodeHoldsOnWhatTheOtherNodeAppended) {
+  for (int i = 0; i < 20; ++i) {
+    const std::string id = Open(0, absl::StrCat("R", i), 0);
+    v1::MakeDepositRequest deposit;
+    deposit.set_account_id(id);
+    deposit.mutable_amount()->set_minor_units(10);
+    deposit.mutable_amount()->set_currency("EUR");
+    v1::CommandResult result;
+    grpc::Status status = node(1).commands().MakeDeposit(Ctx().get(), deposit, &result);
+    ASSERT_TRUE(status.ok()) << "a deposit on node 1 at once after the open on node 0: "
+                             << status.error_message();  // Node 1 now caches a balance of 10.
+    deposit.mutable_amount()->set_minor_units(100);
+    status = node(0).commands().MakeDeposit(Ctx().get(), deposit, &result);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    v1::MakeWithdrawalRequest withdrawal;
+    withdrawal.set_account_id(id);
+    withdrawal.mutable_amount()->set_minor_units(110);
+    withdrawal.mutable_amount()->set_currency("EUR");
+    status = node(1).commands().MakeWithdrawal(Ctx().get(), withdrawal, &result);
+    ASSERT_TRUE(status.ok()) << "node 1 withdrawing what node 0's deposit made available: "
+                             << status.error_message();
+    status = node(1).commands().MakeWithdrawal(Ctx().get(), withdrawal, &result);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << status.error_message();
+  }
+  ExpectConverged();
+}
+
 TEST_F(ClusterTest, AFreshNodeBuildsItsReplicaAndServesTheSameRows) {
   for (int i = 0; i < 40; ++i) Open(i, absl::StrCat("F", i), 100 + i);
   auto late = std::make_unique<Node>(nats_, dir_.Sub("late"));

@@ -272,6 +272,16 @@ TEST_P(EventStoreContractTest, WaitForHeadWakesOnAppend) {
   EXPECT_EQ(store()->WaitForHead(1, absl::Milliseconds(20)), 1u);
 }
 
+TEST_P(EventStoreContractTest, AfterCatchUpEveryAcknowledgedAppendIsRead) {
+  ASSERT_OK(store()->CatchUp(absl::Seconds(10)));  // An empty log.
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_OK(store()->Append(OneStream("A-1", kExpectAny, 2)));
+    ASSERT_OK(store()->CatchUp(absl::Seconds(10)));
+    EXPECT_EQ(store()->HeadPosition(), uint64_t(2 * i));
+    EXPECT_EQ(*store()->StreamVersion("A-1"), 2 * i);
+  }
+}
+
 TEST_P(EventStoreContractTest, ScanStopsAtMaxCountAndWhenAsked) {
   ASSERT_OK(store()->Append(OneStream("A-1", kExpectAny, 10)));
   int seen = 0;

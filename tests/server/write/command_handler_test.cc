@@ -44,6 +44,17 @@ class CountingStore : public storage::EventStore {
   uint64_t WaitForHead(uint64_t after, absl::Duration timeout) const override {
     return inner_->WaitForHead(after, timeout);
   }
+  // As a cluster node's replica says: other writers append too. CatchUp is counted, and
+  // fails while `unreachable`.
+  bool shared() const override { return shared_log; }
+  absl::Status CatchUp(absl::Duration /*timeout*/) const override {
+    ++catch_ups;
+    if (unreachable) return absl::UnavailableError("the log of record is down");
+    return absl::OkStatus();
+  }
+  bool shared_log = false;
+  bool unreachable = false;
+  mutable int catch_ups = 0;
   // Events read, in all and per stream. Read once the commands are done.
   mutable size_t events_read = 0;
   mutable std::map<std::string, size_t> events_read_of;
@@ -154,6 +165,41 @@ TEST_F(CommandHandlerTest, AStaleCacheIsCorrectedByTheLogsConcurrencyCheck) {
   // b still believes the balance is 100; the append conflicts, b reloads and refuses.
   EXPECT_CODE(b->Execute(Withdrawal(id, 100), {}), kFailedPrecondition);
   EXPECT_EQ(*store_->StreamVersion(AccountStream(id)), 3);
+}
+
+// On a shared log another node's deposit does not reach this node's cache: a refusal is
+// decided again on the log's state before it is given.
+TEST_F(CommandHandlerTest, OnASharedLogARefusalIsDecidedAgainOnTheLogsState) {
+  counting_->shared_log = true;
+  auto a = NewHandler();
+  auto b = NewHandler();
+  const std::string id = OpenWithDeposits(*a, "N1", 0);
+  ASSERT_OK(b->Execute(Deposit(id, 10), {}));  // b caches a balance of 10.
+  ASSERT_OK(a->Execute(Deposit(id, 100), {}));
+  EXPECT_EQ(counting_->catch_ups, 0);  // Accepted commands never wait for it.
+  ASSERT_OK(b->Execute(Withdrawal(id, 50), {}));
+  EXPECT_EQ(counting_->catch_ups, 1);
+  // A refusal that stands is decided twice, and checked once.
+  EXPECT_CODE(b->Execute(Withdrawal(id, 1000), {}), kFailedPrecondition);
+  EXPECT_EQ(counting_->catch_ups, 2);
+  EXPECT_CODE(b->Execute(Deposit(std::string(32, '0'), 1), {}), kNotFound);
+  EXPECT_EQ(counting_->catch_ups, 3);
+  // A refusal that cannot be checked is not given: nothing is known for sure.
+  counting_->unreachable = true;
+  auto refused = b->Execute(Withdrawal(id, 1000), {});
+  EXPECT_CODE(refused, kUnavailable);
+  EXPECT_NE(refused.status().message().find("insufficient"), std::string_view::npos)
+      << refused.status();
+  EXPECT_EQ(*store_->StreamVersion(AccountStream(id)), 4);
+}
+
+// A local log is the log of record: a refusal is given at once, on the cache.
+TEST_F(CommandHandlerTest, OnALocalLogARefusalIsGivenAtOnce) {
+  auto handler = NewHandler();
+  const std::string id = OpenWithDeposits(*handler, "N1", 1);
+  EXPECT_CODE(handler->Execute(Withdrawal(id, 1000), {}), kFailedPrecondition);
+  EXPECT_CODE(handler->Execute(Deposit(std::string(32, '0'), 1), {}), kNotFound);
+  EXPECT_EQ(counting_->catch_ups, 0);
 }
 
 TEST_F(CommandHandlerTest, RetriesAfterConflictsDecideOnTheCachedStateTheWinnerLeft) {

@@ -167,6 +167,18 @@ TEST_F(TwoNodesTest, APositionBeyondTheLogIsOutOfRangeAndOneOnTheWayIsWaitedFor)
   EXPECT_CODE(b_->store()->AwaitPosition(100, absl::Seconds(10)), kOutOfRange);
 }
 
+TEST_F(TwoNodesTest, CatchUpReturnsOnceTheReplicaHoldsWhatTheOtherNodeAppended) {
+  EXPECT_TRUE(b_->store()->shared());
+  constexpr int kEvents = 400;  // One message each: b's replica takes a moment to write it.
+  for (int i = 1; i <= 10; ++i) {
+    ASSERT_OK(a_->store()->Append(OneStream(absl::StrCat("C-", i), kExpectNoStream, kEvents)));
+    ASSERT_OK(b_->store()->CatchUp(absl::Seconds(10)));
+    // No waiting: the replica holds it as CatchUp returns.
+    EXPECT_EQ(b_->store()->HeadPosition(), uint64_t(kEvents * i));
+    EXPECT_EQ(*b_->store()->StreamVersion(absl::StrCat("C-", i)), kEvents);
+  }
+}
+
 // Deletes `stream` from the shared server, as if its messages had been lost.
 void DeleteStream(const std::string& stream) {
   natsConnection* connection = nullptr;
