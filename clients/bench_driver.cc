@@ -1,6 +1,7 @@
 #include "clients/bench_driver.h"
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
@@ -127,6 +128,20 @@ RebuildOutcome TimeRebuild(v1::ProjectionAdmin::Stub& admin,
 
 namespace {
 
+// Says on stderr why a call failed, for the first few failures of the run: a figure with
+// failures is not one to publish, and the count alone does not say what went wrong.
+void ReportFailure(const grpc::Status& status, int command = -1) {
+  static std::atomic<int> reported{0};
+  if (reported.fetch_add(1) >= 5) return;
+  if (command >= 0) {
+    std::fprintf(stderr, "fidelis-bench: command %d of a batch failed: %d: %s\n", command,
+                 static_cast<int>(status.error_code()), status.error_message().c_str());
+  } else {
+    std::fprintf(stderr, "fidelis-bench: a call failed: %d: %s\n",
+                 static_cast<int>(status.error_code()), status.error_message().c_str());
+  }
+}
+
 // One call in flight and what it sends and receives.
 struct Call {
   grpc::ClientContext context;
@@ -185,6 +200,7 @@ Issuer CommandIssuer(v1::AccountCommands::Stub& stub, const std::vector<std::str
     const uint64_t n = counter->fetch_add(1);
     auto* call = new Call;
     auto finish = [call, done](const grpc::Status& s) {
+      if (!s.ok()) ReportFailure(s);
       delete call;  // Before done(): once the last call is done, the caller may exit.
       done(s.ok());
     };
@@ -227,8 +243,14 @@ Issuer BatchIssuer(v1::AccountCommands::Stub& stub, const std::vector<std::strin
     stub.async()->ExecuteCommands(
         &call->context, &call->batch, &call->outcomes, [call, done](const grpc::Status& s) {
           bool ok = s.ok();
-          for (const v1::BatchOutcome& outcome : call->outcomes.outcomes()) {
-            ok = ok && outcome.status().code() == 0;
+          if (!ok) ReportFailure(s);
+          for (int i = 0; i < call->outcomes.outcomes_size(); ++i) {
+            const auto& status = call->outcomes.outcomes(i).status();
+            if (status.code() != 0) {
+              ok = false;
+              ReportFailure(
+                  grpc::Status(static_cast<grpc::StatusCode>(status.code()), status.message()), i);
+            }
           }
           delete call;  // Before done(): once the last call is done, the caller may exit.
           done(ok);

@@ -39,6 +39,9 @@ ABSL_FLAG(absl::Duration, nats_publish_timeout, absl::Seconds(10),
           "With --event_store=nats: how long a command waits for JetStream to take it (a new "
           "stream leader being elected after a server failed) before it gets UNAVAILABLE; with "
           "no NATS server reachable at all it gets UNAVAILABLE after 2s (0.1s to 1m).");
+ABSL_FLAG(int, nats_publishes_in_flight, 4,
+          "With --event_store=nats: batches a node publishes before the first is acknowledged "
+          "(1 to 64; 1 waits for each acknowledgement before the next publish).");
 ABSL_FLAG(bool, sync_writes, true,
           "Sync the WAL before acknowledging a command. false survives a process crash but "
           "may lose the last acknowledged commands on power loss or a kernel crash.");
@@ -170,6 +173,14 @@ int RunDaemon(int argc, char** argv, const std::function<void(ServerOptions&)>& 
           "fidelisd failed to start: --nats_publish_timeout must be between 100ms and 1m");
       return 1;
     }
+    const int in_flight = absl::GetFlag(FLAGS_nats_publishes_in_flight);
+    if (in_flight < 1 || in_flight > 64) {
+      spdlog::error(
+          "fidelisd failed to start: --nats_publishes_in_flight must be between 1 and 64, got {}",
+          in_flight);
+      return 1;
+    }
+    options.nats.max_publishes_in_flight = static_cast<size_t>(in_flight);
   }
   options.sync_writes = absl::GetFlag(FLAGS_sync_writes);
   options.default_currency = absl::GetFlag(FLAGS_default_currency);

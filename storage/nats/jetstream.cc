@@ -3,8 +3,11 @@
 #include <nats/nats.h>
 
 #include <algorithm>
+#include <optional>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "domain/status_macros.h"
 #include "domain/strings.h"
 #include "fidelis/v1/events.pb.h"
@@ -49,8 +52,47 @@ struct JetStreamLog::Impl {
   natsOptions* options = nullptr;
   natsConnection* connection = nullptr;
   jsCtx* js = nullptr;
+  // For PublishAsync: its acknowledgements go to OnAck.
+  jsCtx* async_js = nullptr;
+
+  // Answers of asynchronous publishes, by message id, until awaited.
+  struct Answer {
+    natsStatus status = NATS_OK;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    std::string text;
+    PubAck ack;
+  };
+  absl::Mutex mu;
+  absl::CondVar answered;
+  absl::flat_hash_map<std::string, std::optional<Answer>> answers ABSL_GUARDED_BY(mu);
+  std::function<void()> listener ABSL_GUARDED_BY(mu);
+
+  // libnats' thread, for each asynchronous publish: its acknowledgement or its error (a
+  // timeout included).
+  static void OnAck(jsCtx* /*js*/, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
+    Impl* impl = static_cast<Impl*>(closure);
+    const char* id = nullptr;
+    if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) == NATS_OK && id != nullptr) {
+      Answer answer;
+      if (pa != nullptr) {
+        answer.ack = PubAck{pa->Sequence, pa->Duplicate};
+      } else if (pae != nullptr) {
+        answer.status = pae->Err == NATS_OK ? NATS_ERR : pae->Err;
+        answer.code = pae->ErrCode;
+        if (pae->ErrText != nullptr) answer.text = pae->ErrText;
+      }
+      absl::MutexLock lock(&impl->mu);
+      if (auto it = impl->answers.find(id); it != impl->answers.end()) {
+        it->second = std::move(answer);
+        impl->answered.SignalAll();
+        if (impl->listener) impl->listener();
+      }
+    }
+    natsMsg_Destroy(msg);
+  }
 
   ~Impl() {
+    if (async_js != nullptr) jsCtx_Destroy(async_js);
     if (js != nullptr) jsCtx_Destroy(js);
     if (connection != nullptr) {
       natsConnection_Close(connection);
@@ -114,6 +156,10 @@ absl::StatusOr<std::unique_ptr<JetStreamLog>> JetStreamLog::Connect(
   jsOptions_Init(&js_options);
   js_options.Wait = Millis(options.request_timeout);
   s = natsConnection_JetStream(&impl.js, impl.connection, &js_options);
+  if (s != NATS_OK) return Failure("opening a JetStream context", s);
+  js_options.PublishAsync.AckHandler = &Impl::OnAck;
+  js_options.PublishAsync.AckHandlerClosure = &impl;
+  s = natsConnection_JetStream(&impl.async_js, impl.connection, &js_options);
   if (s != NATS_OK) return Failure("opening a JetStream context", s);
   return log;
 }
@@ -207,27 +253,114 @@ absl::StatusOr<uint64_t> JetStreamLog::LastPosition() {
   return batch.events().empty() ? 0 : batch.events(batch.events_size() - 1).global_position();
 }
 
-absl::StatusOr<PubAck> JetStreamLog::Publish(std::string_view data, uint64_t expect_last_sequence,
-                                             const std::string& message_id) {
-  jsPubOptions publish;
+namespace {
+
+void SetExpectations(jsPubOptions& publish, uint64_t expect_last_sequence,
+                     const std::string& expect_last_message_id, const std::string& message_id,
+                     absl::Duration timeout) {
   jsPubOptions_Init(&publish);
   publish.MsgId = message_id.c_str();
   publish.ExpectLastSeq = expect_last_sequence;
-  publish.MaxWait = Millis(options_.request_timeout);
+  if (!expect_last_message_id.empty()) publish.ExpectLastMsgId = expect_last_message_id.c_str();
+  publish.MaxWait = Millis(timeout);
+}
+
+// A publish's answer: ABORTED when the stream is not where the publish expected it.
+absl::StatusOr<PubAck> PublishOutcome(std::string_view what, natsStatus s, jsErrCode code,
+                                      PubAck ack) {
+  if (s == NATS_OK) return ack;
+  if (code == JSStreamWrongLastSequenceErr || code == JSStreamWrongLastMsgIDErr) {
+    return absl::AbortedError(
+        StrCat(what, ": the stream is not where this node expected it: another node appended"));
+  }
+  return Failure(what, s, code);
+}
+
+}  // namespace
+
+absl::StatusOr<PubAck> JetStreamLog::Publish(std::string_view data, uint64_t expect_last_sequence,
+                                             const std::string& expect_last_message_id,
+                                             const std::string& message_id) {
+  jsPubOptions publish;
+  SetExpectations(publish, expect_last_sequence, expect_last_message_id, message_id,
+                  options_.request_timeout);
   jsPubAck* ack = nullptr;
   jsErrCode code = static_cast<jsErrCode>(0);
   natsStatus s = js_Publish(&ack, impl_->js, options_.subject.c_str(), data.data(),
                             static_cast<int>(data.size()), &publish, &code);
-  if (s == NATS_OK) {
-    PubAck result{ack->Sequence, ack->Duplicate};
+  PubAck result;
+  if (ack != nullptr) {
+    result = PubAck{ack->Sequence, ack->Duplicate};
     jsPubAck_Destroy(ack);
-    return result;
   }
-  if (code == JSStreamWrongLastSequenceErr) {
-    return absl::AbortedError(StrCat("stream ", options_.stream, " is past sequence ",
-                                     expect_last_sequence, ": another node appended"));
+  return PublishOutcome(
+      StrCat("appending to stream ", options_.stream, " after sequence ", expect_last_sequence), s,
+      code, result);
+}
+
+absl::Status JetStreamLog::PublishAsync(std::string_view data, uint64_t expect_last_sequence,
+                                        const std::string& expect_last_message_id,
+                                        const std::string& message_id) {
+  {
+    absl::MutexLock lock(&impl_->mu);
+    impl_->answers[message_id].reset();
   }
-  return Failure(StrCat("appending to stream ", options_.stream), s, code);
+  jsPubOptions publish;
+  SetExpectations(publish, expect_last_sequence, expect_last_message_id, message_id,
+                  options_.request_timeout);
+  natsMsg* msg = nullptr;
+  natsStatus s = natsMsg_Create(&msg, options_.subject.c_str(), nullptr, data.data(),
+                                static_cast<int>(data.size()));
+  if (s == NATS_OK) s = js_PublishMsgAsync(impl_->async_js, &msg, &publish);
+  natsMsg_Destroy(msg);  // A no-op once libnats took it.
+  if (s != NATS_OK) {
+    absl::MutexLock lock(&impl_->mu);
+    impl_->answers.erase(message_id);
+    return Failure(StrCat("appending to stream ", options_.stream), s);
+  }
+  return absl::OkStatus();
+}
+
+bool JetStreamLog::Answered(const std::string& message_id) {
+  absl::MutexLock lock(&impl_->mu);
+  auto it = impl_->answers.find(message_id);
+  return it == impl_->answers.end() || it->second.has_value();
+}
+
+void JetStreamLog::SetAnswerListener(std::function<void()> listener) {
+  absl::MutexLock lock(&impl_->mu);
+  impl_->listener = std::move(listener);
+}
+
+absl::StatusOr<PubAck> JetStreamLog::AwaitPublished(const std::string& message_id) {
+  // libnats answers within the request timeout (with a timeout error at worst); this bounds
+  // the wait should an answer never come.
+  const absl::Time until = absl::Now() + options_.request_timeout + absl::Seconds(1);
+  Impl::Answer answer;
+  {
+    absl::MutexLock lock(&impl_->mu);
+    auto it = impl_->answers.find(message_id);
+    if (it == impl_->answers.end()) {
+      return absl::InternalError(StrCat("no publish of message ", message_id, " to await"));
+    }
+    while (!it->second.has_value()) {
+      if (impl_->answered.WaitWithDeadline(&impl_->mu, until)) break;
+      it = impl_->answers.find(message_id);  // Signalled: look again.
+    }
+    it = impl_->answers.find(message_id);
+    if (!it->second.has_value()) {
+      impl_->answers.erase(it);
+      return absl::UnavailableError(StrCat("NATS JetStream is unreachable (appending to stream ",
+                                           options_.stream, ": no acknowledgement within ",
+                                           absl::FormatDuration(options_.request_timeout), ")"));
+    }
+    answer = *std::move(it->second);
+    impl_->answers.erase(it);
+  }
+  const std::string what =
+      answer.text.empty() ? StrCat("appending to stream ", options_.stream)
+                          : StrCat("appending to stream ", options_.stream, " (", answer.text, ")");
+  return PublishOutcome(what, answer.status, answer.code, answer.ack);
 }
 
 namespace {

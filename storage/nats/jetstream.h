@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -79,8 +80,26 @@ class JetStreamLog {
   //   UNAVAILABLE  no answer within the request timeout, or no connection; the message may
   //                or may not have been stored;
   //   INTERNAL     any other JetStream error.
+  // A non-empty `expect_last_message_id` further requires that the stream's last message
+  // carries that message id: a publish that follows another still in flight is then refused
+  // (ABORTED) unless that one was stored.
   absl::StatusOr<PubAck> Publish(std::string_view data, uint64_t expect_last_sequence,
+                                 const std::string& expect_last_message_id,
                                  const std::string& message_id);
+
+  // Publish without waiting: the message goes out now, after every message published before
+  // it on this log, and AwaitPublished(message_id) gives its answer, as Publish would. An
+  // error here (no connection to write to, say) means it was not sent. Each message id is
+  // awaited exactly once.
+  absl::Status PublishAsync(std::string_view data, uint64_t expect_last_sequence,
+                            const std::string& expect_last_message_id,
+                            const std::string& message_id);
+  absl::StatusOr<PubAck> AwaitPublished(const std::string& message_id);
+  // Whether AwaitPublished(message_id) would answer at once.
+  bool Answered(const std::string& message_id);
+  // Called, on a libnats thread, each time an asynchronous publish is answered; null for none.
+  // It must be quick and must not call this log.
+  void SetAnswerListener(std::function<void()> listener);
 
   // Delivers the stream's messages in order from `start_sequence` on, and then each new one.
   class Subscription {

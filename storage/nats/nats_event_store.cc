@@ -24,6 +24,9 @@ constexpr absl::Duration kStallCheck = absl::Seconds(2);
 // How long an append waits for a lost connection to NATS to come back before it gets
 // UNAVAILABLE.
 constexpr absl::Duration kDisconnectedGrace = absl::Seconds(2);
+// Streams and command ids of the groups in flight the writer remembers before it lets the
+// pipeline empty (which forgets them).
+constexpr size_t kMaxRememberedInFlight = 1 << 16;
 
 }  // namespace
 
@@ -33,6 +36,26 @@ struct NatsEventStore::Writer {
   AppendCallback done;
   absl::StatusOr<AppendResult> result;
   int alias_of = -1;
+};
+
+// A group on its way to the log of record: published (or answered from state, when it appends
+// nothing) and waiting for its answer. Writer thread only.
+struct NatsEventStore::InFlight {
+  std::vector<std::unique_ptr<Writer>> group;
+  v1::LogBatch batch;
+  std::string data;               // The batch, serialized.
+  uint64_t expected = 0;          // The stream sequence it follows.
+  std::string expect_message_id;  // The message id of the publish before it in flight, if any.
+  std::string message_id;         // Its own; empty when nothing is published.
+  uint64_t next_position = 0;     // The position after its batch.
+  bool published = false;         // Whether it has a batch to publish.
+  absl::Status send_error;        // Why its publish did not go out.
+  SteadyTime deadline;
+  std::chrono::steady_clock::time_point published_at;
+
+  // Where the stream is once this group is stored.
+  uint64_t after_sequence() const { return published ? expected + 1 : expected; }
+  const std::string& after_message_id() const { return published ? message_id : expect_message_id; }
 };
 
 // Passes the replica's head movements on to this store's own listeners.
@@ -62,6 +85,11 @@ absl::StatusOr<std::unique_ptr<NatsEventStore>> NatsEventStore::Open(
   store->forwarder_ = std::make_unique<Forwarder>(store.get());
   store->replica_->AddHeadListener(store->forwarder_.get());
   NatsEventStore* raw = store.get();
+  store->log_->SetAnswerListener([raw] {
+    absl::MutexLock lock(&raw->mu_);
+    ++raw->answers_;
+    raw->work_cv_.Signal();
+  });
   store->replicator_ = std::thread([raw] {
     NameThisThread("fidelis-replica");
     raw->ReplicatorLoop();
@@ -80,6 +108,7 @@ NatsEventStore::~NatsEventStore() {
     work_cv_.Signal();
   }
   if (writer_.joinable()) writer_.join();
+  log_->SetAnswerListener(nullptr);
   stop_replicator_.store(true);
   if (replicator_.joinable()) replicator_.join();
   replica_->RemoveHeadListener(forwarder_.get());
@@ -117,29 +146,235 @@ void NatsEventStore::AppendAsync(AppendRequest request, AppendCallback done) {
 }
 
 void NatsEventStore::WriterLoop() {
-  std::vector<std::unique_ptr<Writer>> group;
+  const size_t depth = std::max<size_t>(1, options_.max_publishes_in_flight);
+  uint64_t answers_seen = 0;
   while (true) {
-    group.swap(from_callbacks_);
-    {
+    // Answer, in order, the groups whose publishes were answered.
+    while (!in_flight_.empty()) {
+      const InFlight& oldest = in_flight_.front();
+      const bool overdue = std::chrono::steady_clock::now() - oldest.published_at >
+                           absl::ToChronoNanoseconds(options_.jetstream.request_timeout);
+      if (oldest.published && !overdue && !log_->Answered(oldest.message_id)) break;
+      FinishOldest();
+    }
+    std::vector<std::unique_ptr<Writer>> group;
+    bool from_callbacks = false;
+    if (in_flight_.size() < depth) {
+      from_callbacks = !from_callbacks_.empty();
+      group.swap(from_callbacks_);
       absl::MutexLock lock(&mu_);
-      while (group.empty() && queue_.empty() && !stopping_) work_cv_.Wait(&mu_);
-      if (group.empty() && queue_.empty()) return;  // Stopping, and everything is answered.
       while (!queue_.empty() && group.size() < options_.max_group_size) {
         group.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
     }
-    CommitGroup(group);
-    // No longer pending once decided, before the answers: a caller that has its answer must
-    // not find its own append still counted (callbacks that append count again).
-    const bool drained = pending_.fetch_sub(group.size()) == group.size();
-    for (std::unique_ptr<Writer>& w : group) std::move(w->done)(std::move(w->result));
-    if (drained && drain_waiters_.load() > 0) {
-      absl::MutexLock lock(&drain_mu_);
-      drained_cv_.SignalAll();
+    if (!group.empty()) {
+      // Appends started from callbacks are, mostly, commands decided again after a conflict,
+      // on the state the groups answered so far left. Groups still in flight may change the
+      // same streams again, and would refuse them again, and again: they go out once every
+      // group before them is answered, as with one publish at a time, which they then
+      // follow. A command id that a publish in flight carries is decided once that one is
+      // answered. And what is remembered of the groups in flight is forgotten now and then.
+      if (from_callbacks || RepeatsCommandInFlight(group) ||
+          heads_in_flight_.size() > kMaxRememberedInFlight ||
+          commands_in_flight_.size() > kMaxRememberedInFlight) {
+        while (!in_flight_.empty()) FinishOldest();
+      }
+      StartGroup(std::move(group));
+      continue;
     }
-    group.clear();
+    absl::MutexLock lock(&mu_);
+    if (in_flight_.empty()) {
+      while (queue_.empty() && !stopping_) work_cv_.Wait(&mu_);
+      if (queue_.empty()) return;  // Stopping, and everything is answered.
+    } else {
+      // Until new appends can go out, or a publish in flight is answered.
+      while (answers_ == answers_seen && (queue_.empty() || in_flight_.size() >= depth)) {
+        if (work_cv_.WaitWithTimeout(&mu_, absl::Milliseconds(100))) break;
+      }
+      answers_seen = answers_;
+    }
   }
+}
+
+bool NatsEventStore::RepeatsCommandInFlight(const std::vector<std::unique_ptr<Writer>>& group) {
+  if (in_flight_.empty()) return false;
+  for (const std::unique_ptr<Writer>& w : group) {
+    if (!w->request.command_id.empty() && commands_in_flight_.contains(w->request.command_id)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void NatsEventStore::StartGroup(std::vector<std::unique_ptr<Writer>> group) {
+  if (in_flight_.empty() && replica_->replicated_sequence() == 0) {
+    // No marker yet: the serial path waits for it.
+    CommitGroup(group);
+    return Answer(group);
+  }
+  InFlight f;
+  f.group = std::move(group);
+  f.deadline = SteadyAfter(options_.publish_deadline);
+  {
+    absl::MutexLock lock(&apply_mu_);
+    if (in_flight_.empty()) {
+      f.expected = replica_->replicated_sequence();
+      f.next_position = replica_->HeadPosition() + 1;
+    } else {
+      // After the groups in flight, as if they were stored: each publish names the one before
+      // it, so it is refused unless that one was stored.
+      const InFlight& last = in_flight_.back();
+      f.expected = last.after_sequence();
+      f.expect_message_id = last.after_message_id();
+      f.next_position = last.next_position;
+    }
+    BatchAssembler assembler(
+        f.next_position,
+        [this](const std::string& stream_id) -> absl::StatusOr<int64_t> {
+          if (auto it = heads_in_flight_.find(stream_id); it != heads_in_flight_.end()) {
+            return it->second;
+          }
+          return HeadLocked(stream_id);
+        },
+        [this](const std::string& id) { return replica_->FindCommand(id); }, &f.batch);
+    for (std::unique_ptr<Writer>& w : f.group) {
+      BatchAssembler::Outcome outcome = assembler.Add(w->request);
+      w->result = std::move(outcome.result);
+      w->alias_of = outcome.alias_of;
+    }
+    for (const auto& [stream_id, version] : assembler.heads())
+      heads_in_flight_[stream_id] = version;
+    f.next_position = assembler.next_position();
+  }
+  for (const std::unique_ptr<Writer>& w : f.group) {
+    if (!w->request.command_id.empty()) commands_in_flight_.insert(w->request.command_id);
+  }
+  f.published_at = std::chrono::steady_clock::now();
+  if (!f.batch.events().empty()) {
+    f.data = f.batch.SerializeAsString();
+    f.message_id = StrCat(node_id_, "-", ++published_);
+    f.published = true;
+    if (!f.expect_message_id.empty()) chained_publishes_.fetch_add(1);
+    f.send_error = log_->PublishAsync(f.data, f.expected, f.expect_message_id, f.message_id);
+  }
+  in_flight_.push_back(std::move(f));
+}
+
+void NatsEventStore::FinishOldest() {
+  InFlight f = std::move(in_flight_.front());
+  in_flight_.pop_front();
+  if (f.published) {
+    absl::StatusOr<PubAck> ack = f.send_error.ok() ? log_->AwaitPublished(f.message_id)
+                                                   : absl::StatusOr<PubAck>(f.send_error);
+    if (!ack.ok() && !absl::IsAborted(ack.status())) ack = PublishUntilAnswered(f, ack.status());
+    if (absl::IsAborted(ack.status())) {
+      refused_publishes_.fetch_add(1);
+      return DecideAgain(std::move(f));
+    }
+    Stored(f, ack);
+  }
+  ResolveAliases(f.group);
+  Answer(f.group);
+  if (in_flight_.empty()) ForgetInFlight();
+}
+
+void NatsEventStore::DecideAgain(InFlight refused) {
+  // Every group after the refused one named it: none of them was stored either. Collect their
+  // answers, then decide each again, in order, on the replica once it has caught up.
+  std::deque<InFlight> again;
+  again.push_back(std::move(refused));
+  while (!in_flight_.empty()) {
+    InFlight& f = again.emplace_back(std::move(in_flight_.front()));
+    in_flight_.pop_front();
+    if (f.published && f.send_error.ok())
+      f.send_error = log_->AwaitPublished(f.message_id).status();
+  }
+  ForgetInFlight();
+  for (InFlight& f : again) {
+    CommitGroup(f.group);
+    Answer(f.group);
+  }
+}
+
+void NatsEventStore::ForgetInFlight() {
+  heads_in_flight_.clear();
+  commands_in_flight_.clear();
+}
+
+absl::StatusOr<PubAck> NatsEventStore::PublishUntilAnswered(const InFlight& f,
+                                                            absl::Status failed) {
+  std::optional<absl::Time> disconnected_since;
+  while (true) {
+    // A connection that is down stays so for a while (every server gone): give up soon. A
+    // connection that is up waits out a stream leader's election, up to the deadline.
+    if (log_->connected()) {
+      disconnected_since.reset();
+    } else if (!disconnected_since) {
+      disconnected_since = absl::Now();
+    }
+    if (std::chrono::steady_clock::now() >= f.deadline ||
+        (disconnected_since && absl::Now() - *disconnected_since > kDisconnectedGrace)) {
+      return absl::UnavailableError(StrCat(failed.message(),
+                                           "; the commands may or may not have been appended: "
+                                           "retry them with their command ids"));
+    }
+    absl::SleepFor(absl::Milliseconds(50));  // Reconnecting, or a stream leader is elected.
+    // The same message: if the first was stored, this one is answered as its duplicate.
+    absl::StatusOr<PubAck> ack =
+        log_->Publish(f.data, f.expected, f.expect_message_id, f.message_id);
+    if (ack.ok() || absl::IsAborted(ack.status())) return ack;
+    failed = ack.status();
+  }
+}
+
+void NatsEventStore::Stored(const InFlight& f, const absl::StatusOr<PubAck>& ack) {
+  auto fail_all = [&](const absl::Status& status) {
+    for (const std::unique_ptr<Writer>& w : f.group) w->result = status;
+  };
+  if (!ack.ok()) return fail_all(ack.status());
+  if (options_.observer != nullptr) {
+    options_.observer->OnGroupCommitted(
+        f.group.size(), f.batch.events_size(),
+        absl::FromChrono(std::chrono::steady_clock::now() - f.published_at));
+  }
+  absl::Status applied;
+  {
+    absl::MutexLock lock(&apply_mu_);
+    if (replica_->replicated_sequence() + 1 == ack->sequence) {
+      applied = ApplyLocked(f.batch, ack->sequence);
+    }
+  }
+  const absl::Duration left = absl::FromChrono(f.deadline - std::chrono::steady_clock::now());
+  if (applied.ok() &&
+      !AwaitSequence(ack->sequence, std::max(left, absl::ZeroDuration()) + absl::Seconds(30))) {
+    applied = absl::UnavailableError("the replica did not receive the appended batch in time");
+  }
+  if (!applied.ok()) {
+    fail_all(absl::UnavailableError(StrCat(
+        "appended to the log of record but not to this node's replica: ", applied.message())));
+  }
+}
+
+void NatsEventStore::ResolveAliases(std::vector<std::unique_ptr<Writer>>& group) {
+  for (std::unique_ptr<Writer>& w : group) {
+    if (w->alias_of >= 0) {
+      w->result = group[w->alias_of]->result;
+      if (w->result.ok()) w->result->deduplicated = true;
+    }
+  }
+}
+
+void NatsEventStore::Answer(std::vector<std::unique_ptr<Writer>>& group) {
+  // No longer pending once decided, before the answers: a caller that has its answer must not
+  // find its own append still counted (callbacks that append count again).
+  const bool drained = pending_.fetch_sub(group.size()) == group.size();
+  for (std::unique_ptr<Writer>& w : group) std::move(w->done)(std::move(w->result));
+  if (drained && drain_waiters_.load() > 0) {
+    absl::MutexLock lock(&drain_mu_);
+    drained_cv_.SignalAll();
+  }
+  group.clear();
 }
 
 void NatsEventStore::CommitGroup(std::vector<std::unique_ptr<Writer>>& group) {
@@ -155,61 +390,38 @@ void NatsEventStore::CommitGroup(std::vector<std::unique_ptr<Writer>>& group) {
           StrCat("the event log of record (NATS JetStream stream ", options_.jetstream.stream,
                  ") cannot be reached; nothing was appended")));
     }
-    v1::LogBatch batch;
-    uint64_t expected = 0;
+    InFlight f;
+    f.deadline = deadline;
     {
       absl::MutexLock lock(&apply_mu_);
-      expected = replica_->replicated_sequence();
+      f.expected = replica_->replicated_sequence();
       BatchAssembler assembler(
           replica_->HeadPosition() + 1,
           [this](const std::string& stream_id) { return HeadLocked(stream_id); },
-          [this](const std::string& id) { return replica_->FindCommand(id); }, &batch);
+          [this](const std::string& id) { return replica_->FindCommand(id); }, &f.batch);
       for (std::unique_ptr<Writer>& w : group) {
         BatchAssembler::Outcome outcome = assembler.Add(w->request);
         w->result = std::move(outcome.result);
         w->alias_of = outcome.alias_of;
       }
     }
-    if (batch.events_size() == 0) break;  // Every request was answered without an append.
+    if (f.batch.events_size() == 0) break;  // Every request was answered without an append.
 
-    const std::string data = batch.SerializeAsString();
-    const std::string message_id = StrCat(node_id_, "-", ++published_);
-    absl::StatusOr<PubAck> ack;
-    std::optional<absl::Time> disconnected_since;
-    while (true) {
-      const auto publish_started = std::chrono::steady_clock::now();
-      ack = log_->Publish(data, expected, message_id);
-      if (options_.observer != nullptr && ack.ok()) {
-        options_.observer->OnGroupCommitted(
-            group.size(), batch.events_size(),
-            absl::FromChrono(std::chrono::steady_clock::now() - publish_started));
-      }
-      if (ack.ok() || absl::IsAborted(ack.status())) break;
-      // A connection that is down stays so for a while (every server gone): give up soon. A
-      // connection that is up waits out a stream leader's election, up to the deadline.
-      if (log_->connected()) {
-        disconnected_since.reset();
-      } else if (!disconnected_since) {
-        disconnected_since = absl::Now();
-      }
-      if (remaining() <= absl::ZeroDuration() ||
-          (disconnected_since && absl::Now() - *disconnected_since > kDisconnectedGrace)) {
-        return fail_all(
-            absl::UnavailableError(StrCat(ack.status().message(),
-                                          "; the commands may or may not have been appended: "
-                                          "retry them with their command ids")));
-      }
-      absl::SleepFor(absl::Milliseconds(50));  // Reconnecting, or a stream leader is elected.
-    }
-    if (!ack.ok()) {
+    f.data = f.batch.SerializeAsString();
+    f.message_id = StrCat(node_id_, "-", ++published_);
+    f.published_at = std::chrono::steady_clock::now();
+    absl::StatusOr<PubAck> ack = log_->Publish(f.data, f.expected, "", f.message_id);
+    if (!ack.ok() && !absl::IsAborted(ack.status())) ack = PublishUntilAnswered(f, ack.status());
+    if (absl::IsAborted(ack.status())) {
+      refused_publishes_.fetch_add(1);
       // Another node appended after the sequence this batch was assembled on: catch up, then
       // decide every request again on the new state.
       absl::StatusOr<uint64_t> last = log_->LastSequence();
-      if (last.ok() && *last < expected) {
+      if (last.ok() && *last < f.expected) {
         // The stream ends before what this replica holds: it lost messages (every NATS
         // server lost power before syncing) or is another stream. Waiting will not help.
         return fail_all(absl::DataLossError(StrCat(
-            "this node's replica holds stream sequence ", expected,
+            "this node's replica holds stream sequence ", f.expected,
             " but the NATS JetStream "
             "stream ",
             options_.jetstream.stream, " ends at ", *last,
@@ -224,28 +436,12 @@ void NatsEventStore::CommitGroup(std::vector<std::unique_ptr<Writer>>& group) {
       }
       continue;
     }
-    absl::Status applied;
-    {
-      absl::MutexLock lock(&apply_mu_);
-      if (replica_->replicated_sequence() + 1 == ack->sequence) {
-        applied = ApplyLocked(batch, ack->sequence);
-      }
-    }
-    if (applied.ok() && !AwaitSequence(ack->sequence, remaining() + absl::Seconds(30))) {
-      applied = absl::UnavailableError("the replica did not receive the appended batch in time");
-    }
-    if (!applied.ok()) {
-      return fail_all(absl::UnavailableError(StrCat(
-          "appended to the log of record but not to this node's replica: ", applied.message())));
-    }
+    f.group.swap(group);
+    Stored(f, ack);
+    f.group.swap(group);
     break;
   }
-  for (std::unique_ptr<Writer>& w : group) {
-    if (w->alias_of >= 0) {
-      w->result = group[w->alias_of]->result;
-      if (w->result.ok()) w->result->deduplicated = true;
-    }
-  }
+  ResolveAliases(group);
 }
 
 absl::StatusOr<int64_t> NatsEventStore::HeadLocked(const std::string& stream_id) {

@@ -13,6 +13,14 @@
 //     fresh state; a command id found applied returns its stored result), and publishes again;
 //     two nodes never both append on a stale state;
 //   - a re-publish after a lost acknowledgement cannot store the batch twice.
+// Publishes are pipelined: while up to max_publishes_in_flight batches wait for their
+// acknowledgements, the writer decides the next group on the replica plus what those batches
+// will have written (positions, stream versions, command ids), and publishes it expecting the
+// sequence after them and, as the last message id, the id of the batch before it. JetStream
+// therefore stores it only if every batch before it was stored. A refusal refuses the batches
+// chained behind it too; the writer then decides each of them again, in order, on the replica
+// once it has caught up. Groups are answered in order, so no answer rests on a batch that was
+// not stored.
 // A request is answered only after JetStream's acknowledgement, which comes once the batch is
 // stored on a quorum of the stream's replicas, and after the local replica holds it.
 //
@@ -40,6 +48,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "storage/database.h"
@@ -56,6 +65,9 @@ struct NatsEventStoreOptions {
   size_t max_pending_appends = 4096;
   // Upper bound of appends one published batch takes.
   size_t max_group_size = 512;
+  // Batches published and not yet acknowledged, at most. Each names the one before it, so
+  // JetStream stores it only after that one; 1 publishes one batch at a time.
+  size_t max_publishes_in_flight = 4;
   // How long the writer keeps trying to publish a batch while connected (a stream leader is
   // being elected after a server failed) before its appends get UNAVAILABLE. Without a
   // connection it gives up after two seconds.
@@ -103,6 +115,10 @@ class NatsEventStore : public EventStore {
 
   // The JetStream sequence of the last batch the replica holds.
   uint64_t replicated_sequence() const { return replica_->replicated_sequence(); }
+  // Batches published while another was in flight, and publishes refused because the stream
+  // had moved (another node appended), since the store opened.
+  uint64_t chained_publishes() const { return chained_publishes_.load(); }
+  uint64_t refused_publishes() const { return refused_publishes_.load(); }
 
  private:
   struct Writer;
@@ -111,8 +127,27 @@ class NatsEventStore : public EventStore {
   NatsEventStore(NatsEventStoreOptions options, std::unique_ptr<RocksDbEventStore> replica,
                  std::unique_ptr<JetStreamLog> log);
 
+  struct InFlight;
+
+  // The writer thread's, all of these.
   void WriterLoop();
-  // Publishes one group until it is answered, and answers it. Writer thread only.
+  // Decides `group` on the replica and what is in flight, and publishes it behind them.
+  void StartGroup(std::vector<std::unique_ptr<Writer>> group);
+  // Waits for the oldest group's answer and answers it (or decides it again).
+  void FinishOldest();
+  // After `refused` was refused: decides it and every group after it again, one at a time.
+  void DecideAgain(InFlight refused);
+  void ForgetInFlight();
+  bool RepeatsCommandInFlight(const std::vector<std::unique_ptr<Writer>>& group);
+  // Publishes `f` again until it is answered (ABORTED included) or its deadline passes.
+  absl::StatusOr<PubAck> PublishUntilAnswered(const InFlight& f, absl::Status failed);
+  // Writes a stored group into the replica and sets its results (or `ack`'s error).
+  void Stored(const InFlight& f, const absl::StatusOr<PubAck>& ack);
+  void ResolveAliases(std::vector<std::unique_ptr<Writer>>& group);
+  // Calls back every request of `group` and empties it.
+  void Answer(std::vector<std::unique_ptr<Writer>>& group);
+  // Decides and publishes one group on its own, catching up after refusals, until it is
+  // answered; sets its results.
   void CommitGroup(std::vector<std::unique_ptr<Writer>>& group);
   void ReplicatorLoop();
   // Writes a batch the stream holds at `sequence` into the replica, unless it holds it
@@ -143,10 +178,18 @@ class NatsEventStore : public EventStore {
   absl::CondVar work_cv_;
   std::deque<std::unique_ptr<Writer>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t answers_ ABSL_GUARDED_BY(mu_) = 0;            // Publishes answered, ever.
   std::vector<std::unique_ptr<Writer>> from_callbacks_;  // Writer thread only.
   uint64_t published_ = 0;                               // Writer thread only.
+  // Writer thread only: the groups in flight, oldest first, and the stream versions and
+  // command ids they carry.
+  std::deque<InFlight> in_flight_;
+  absl::flat_hash_map<std::string, int64_t> heads_in_flight_;
+  absl::flat_hash_set<std::string> commands_in_flight_;
 
   std::atomic<size_t> pending_{0};
+  std::atomic<uint64_t> chained_publishes_{0};
+  std::atomic<uint64_t> refused_publishes_{0};
   mutable std::atomic<int> drain_waiters_{0};
   mutable absl::Mutex drain_mu_;
   mutable SteadyCondVar drained_cv_;

@@ -373,14 +373,25 @@ TEST(EndToEndTest, TheServerRefusesIntervalsOutOfRange) {
        "--rebuild_checkpoint_interval must be between 0 and 1h"},
       {"--rebuild_checkpoint_interval=2h",
        "--rebuild_checkpoint_interval must be between 0 and 1h"},
+      {"--nats_publishes_in_flight=0",
+       "--nats_publishes_in_flight must be between 1 and 64, got 0"},
+      {"--nats_publishes_in_flight=65",
+       "--nats_publishes_in_flight must be between 1 and 64, got 65"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.flag);
     TempDir dir;
+    std::vector<std::string> args = {"timeout",
+                                     "10",
+                                     kServer,
+                                     "--listen=127.0.0.1:0",
+                                     "--http_listen=127.0.0.1:0",
+                                     "--data_dir=" + dir.Sub("data"),
+                                     c.flag};
+    // The cluster's flags are read with the cluster's log (refused before NATS is dialled).
+    if (std::string(c.flag).rfind("--nats_", 0) == 0) args.push_back("--event_store=nats");
     // Under `timeout`, so a server that started anyway ends the test with 124, not hanging.
-    RunResult refused =
-        testing::Run({"timeout", "10", kServer, "--listen=127.0.0.1:0", "--http_listen=127.0.0.1:0",
-                      "--data_dir=" + dir.Sub("data"), c.flag});
+    RunResult refused = testing::Run(args);
     EXPECT_EQ(refused.exit_code, 1) << refused.output;
     EXPECT_NE(refused.output.find(c.message), std::string::npos) << refused.output;
     EXPECT_EQ(refused.output.find("listening on"), std::string::npos) << refused.output;

@@ -146,6 +146,68 @@ TEST_F(TwoNodesTest, ConcurrentWritersOnBothNodesKeepPositionsGaplessAndReplicas
   }
 }
 
+// Both nodes keep several publishes in flight on the same streams: each refusal (the other
+// node got there first) refuses the publishes chained behind it, and all of them are decided
+// again. Every append is stored once, in a gapless log that both replicas hold alike.
+TEST_F(TwoNodesTest, PublishesRefusedInTheMiddleOfAChainAreAllDecidedAgain) {
+  constexpr int kThreads = 16, kPerThread = 40;
+  std::vector<std::thread> threads;
+  std::atomic<int> failed{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      NatsEventStore* store = t % 2 == 0 ? a_->store() : b_->store();
+      for (int i = 0; i < kPerThread; ++i) {
+        AppendRequest request = OneStream(absl::StrCat("P-", (t + i) % 3), kExpectAny, 1 + i % 3);
+        request.command_id = absl::StrCat("t", t, "-", i);
+        request.fingerprint = "f";
+        for (EventToAppend& event : request.streams[0].events) {
+          event.metadata.set_command_id(request.command_id);
+        }
+        if (!store->Append(request).ok()) failed.fetch_add(1);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  ASSERT_EQ(failed.load(), 0);
+  uint64_t total = 0;
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kPerThread; ++i) total += 1 + i % 3;
+  }
+  for (Node* node : {a_.get(), b_.get()}) {
+    ASSERT_OK(node->store()->AwaitPosition(total, absl::Seconds(20)));
+    EXPECT_EQ(node->store()->HeadPosition(), total);
+  }
+  auto a_events = a_->store()->ReadAll(1, 100000);
+  auto b_events = b_->store()->ReadAll(1, 100000);
+  ASSERT_OK(a_events);
+  ASSERT_OK(b_events);
+  ASSERT_EQ(a_events->size(), total);
+  ASSERT_EQ(b_events->size(), total);
+  std::map<std::string, int64_t> versions;
+  std::map<std::string, int> events_of_command;
+  for (size_t i = 0; i < a_events->size(); ++i) {
+    const v1::StoredEvent& event = (*a_events)[i];
+    EXPECT_EQ(event.global_position(), i + 1);
+    EXPECT_EQ(event.stream_version(), ++versions[event.stream_id()]);
+    EXPECT_EQ(event.SerializeAsString(), (*b_events)[i].SerializeAsString());
+    ++events_of_command[event.metadata().command_id()];
+  }
+  EXPECT_EQ(events_of_command.size(), size_t{kThreads * kPerThread});
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kPerThread; ++i) {
+      const std::string id = absl::StrCat("t", t, "-", i);
+      EXPECT_EQ(events_of_command[id], 1 + i % 3) << id;
+      auto record = b_->store()->FindCommand(id);
+      ASSERT_OK(record);
+      ASSERT_TRUE(record->has_value()) << id;
+      EXPECT_EQ((*record)->last_position() - (*record)->first_position(), uint64_t(i % 3)) << id;
+    }
+  }
+  // What this test is about happened: chains, and refusals.
+  EXPECT_GT(a_->store()->chained_publishes() + b_->store()->chained_publishes(), 0u);
+  EXPECT_GT(a_->store()->refused_publishes() + b_->store()->refused_publishes(), 0u);
+}
+
 TEST_F(TwoNodesTest, ACommandIdAppliedOnOneNodeIsDeduplicatedOnTheOther) {
   AppendRequest request = OneStream("A-1", kExpectAny);
   request.command_id = "cmd-1";
