@@ -11,6 +11,7 @@
 #include "domain/status_macros.h"
 #include "domain/strings.h"
 #include "fidelis/v1/events.pb.h"
+#include "storage/steady_wait.h"
 
 namespace fidelis::storage::nats {
 namespace {
@@ -63,7 +64,7 @@ struct JetStreamLog::Impl {
     PubAck ack;
   };
   absl::Mutex mu;
-  absl::CondVar answered;
+  SteadyCondVar answered;
   absl::flat_hash_map<std::string, std::optional<Answer>> answers ABSL_GUARDED_BY(mu);
   std::function<void()> listener ABSL_GUARDED_BY(mu);
 
@@ -335,27 +336,27 @@ void JetStreamLog::SetAnswerListener(std::function<void()> listener) {
 absl::StatusOr<PubAck> JetStreamLog::AwaitPublished(const std::string& message_id) {
   // libnats answers within the request timeout (with a timeout error at worst); this bounds
   // the wait should an answer never come.
-  const absl::Time until = absl::Now() + options_.request_timeout + absl::Seconds(1);
+  const SteadyTime until = SteadyAfter(options_.request_timeout + absl::Seconds(1));
   Impl::Answer answer;
   {
     absl::MutexLock lock(&impl_->mu);
-    auto it = impl_->answers.find(message_id);
-    if (it == impl_->answers.end()) {
-      return absl::InternalError(StrCat("no publish of message ", message_id, " to await"));
+    for (bool waiting = true;; waiting = impl_->answered.WaitUntil(&impl_->mu, until)) {
+      auto it = impl_->answers.find(message_id);
+      if (it == impl_->answers.end()) {
+        return absl::InternalError(StrCat("no publish of message ", message_id, " to await"));
+      }
+      if (it->second.has_value()) {
+        answer = *std::move(it->second);
+        impl_->answers.erase(it);
+        break;
+      }
+      if (!waiting) {
+        impl_->answers.erase(it);
+        return absl::UnavailableError(StrCat("NATS JetStream is unreachable (appending to stream ",
+                                             options_.stream, ": no acknowledgement within ",
+                                             absl::FormatDuration(options_.request_timeout), ")"));
+      }
     }
-    while (!it->second.has_value()) {
-      if (impl_->answered.WaitWithDeadline(&impl_->mu, until)) break;
-      it = impl_->answers.find(message_id);  // Signalled: look again.
-    }
-    it = impl_->answers.find(message_id);
-    if (!it->second.has_value()) {
-      impl_->answers.erase(it);
-      return absl::UnavailableError(StrCat("NATS JetStream is unreachable (appending to stream ",
-                                           options_.stream, ": no acknowledgement within ",
-                                           absl::FormatDuration(options_.request_timeout), ")"));
-    }
-    answer = *std::move(it->second);
-    impl_->answers.erase(it);
   }
   const std::string what =
       answer.text.empty() ? StrCat("appending to stream ", options_.stream)

@@ -188,9 +188,10 @@ void NatsEventStore::WriterLoop() {
       while (queue_.empty() && !stopping_) work_cv_.Wait(&mu_);
       if (queue_.empty()) return;  // Stopping, and everything is answered.
     } else {
-      // Until new appends can go out, or a publish in flight is answered.
+      // Until new appends can go out, or a publish in flight is answered (or overdue).
+      const SteadyTime until = SteadyAfter(absl::Milliseconds(100));
       while (answers_ == answers_seen && (queue_.empty() || in_flight_.size() >= depth)) {
-        if (work_cv_.WaitWithTimeout(&mu_, absl::Milliseconds(100))) break;
+        if (!work_cv_.WaitUntil(&mu_, until)) break;
       }
       answers_seen = answers_;
     }
@@ -207,14 +208,32 @@ bool NatsEventStore::RepeatsCommandInFlight(const std::vector<std::unique_ptr<Wr
   return false;
 }
 
-void NatsEventStore::StartGroup(std::vector<std::unique_ptr<Writer>> group) {
-  if (in_flight_.empty() && replica_->replicated_sequence() == 0) {
-    // No marker yet: the serial path waits for it.
-    CommitGroup(group);
-    return Answer(group);
+void NatsEventStore::AssembleLocked(InFlight& f) {
+  BatchAssembler assembler(
+      f.next_position,
+      [this](const std::string& stream_id) -> absl::StatusOr<int64_t> {
+        if (auto it = heads_in_flight_.find(stream_id); it != heads_in_flight_.end()) {
+          return it->second;
+        }
+        return HeadLocked(stream_id);
+      },
+      [this](const std::string& id) { return replica_->FindCommand(id); }, &f.batch);
+  for (std::unique_ptr<Writer>& w : f.group) {
+    BatchAssembler::Outcome outcome = assembler.Add(w->request);
+    w->result = std::move(outcome.result);
+    w->alias_of = outcome.alias_of;
   }
+  f.next_position = assembler.next_position();
+}
+
+void NatsEventStore::StartGroup(std::vector<std::unique_ptr<Writer>> group) {
   InFlight f;
   f.group = std::move(group);
+  if (in_flight_.empty() && replica_->replicated_sequence() == 0) {
+    // No marker yet: the serial path waits for it.
+    CommitGroup(f);
+    return Answer(f.group);
+  }
   f.deadline = SteadyAfter(options_.publish_deadline);
   {
     absl::MutexLock lock(&apply_mu_);
@@ -229,23 +248,10 @@ void NatsEventStore::StartGroup(std::vector<std::unique_ptr<Writer>> group) {
       f.expect_message_id = last.after_message_id();
       f.next_position = last.next_position;
     }
-    BatchAssembler assembler(
-        f.next_position,
-        [this](const std::string& stream_id) -> absl::StatusOr<int64_t> {
-          if (auto it = heads_in_flight_.find(stream_id); it != heads_in_flight_.end()) {
-            return it->second;
-          }
-          return HeadLocked(stream_id);
-        },
-        [this](const std::string& id) { return replica_->FindCommand(id); }, &f.batch);
-    for (std::unique_ptr<Writer>& w : f.group) {
-      BatchAssembler::Outcome outcome = assembler.Add(w->request);
-      w->result = std::move(outcome.result);
-      w->alias_of = outcome.alias_of;
-    }
-    for (const auto& [stream_id, version] : assembler.heads())
-      heads_in_flight_[stream_id] = version;
-    f.next_position = assembler.next_position();
+    AssembleLocked(f);
+  }
+  for (const v1::StoredEvent& event : f.batch.events()) {
+    heads_in_flight_[event.stream_id()] = event.stream_version();
   }
   for (const std::unique_ptr<Writer>& w : f.group) {
     if (!w->request.command_id.empty()) commands_in_flight_.insert(w->request.command_id);
@@ -287,12 +293,11 @@ void NatsEventStore::DecideAgain(InFlight refused) {
   while (!in_flight_.empty()) {
     InFlight& f = again.emplace_back(std::move(in_flight_.front()));
     in_flight_.pop_front();
-    if (f.published && f.send_error.ok())
-      f.send_error = log_->AwaitPublished(f.message_id).status();
+    if (f.published && f.send_error.ok()) (void)log_->AwaitPublished(f.message_id);
   }
   ForgetInFlight();
   for (InFlight& f : again) {
-    CommitGroup(f.group);
+    CommitGroup(f);
     Answer(f.group);
   }
 }
@@ -377,11 +382,11 @@ void NatsEventStore::Answer(std::vector<std::unique_ptr<Writer>>& group) {
   group.clear();
 }
 
-void NatsEventStore::CommitGroup(std::vector<std::unique_ptr<Writer>>& group) {
-  const auto deadline = SteadyAfter(options_.publish_deadline);
-  auto remaining = [&] { return absl::FromChrono(deadline - std::chrono::steady_clock::now()); };
+void NatsEventStore::CommitGroup(InFlight& f) {
+  f.deadline = SteadyAfter(options_.publish_deadline);
+  auto remaining = [&] { return absl::FromChrono(f.deadline - std::chrono::steady_clock::now()); };
   auto fail_all = [&](const absl::Status& status) {
-    for (std::unique_ptr<Writer>& w : group) w->result = status;
+    for (std::unique_ptr<Writer>& w : f.group) w->result = status;
   };
   while (true) {
     // Until the replica holds the stream's marker, there is nothing to append after.
@@ -390,27 +395,20 @@ void NatsEventStore::CommitGroup(std::vector<std::unique_ptr<Writer>>& group) {
           StrCat("the event log of record (NATS JetStream stream ", options_.jetstream.stream,
                  ") cannot be reached; nothing was appended")));
     }
-    InFlight f;
-    f.deadline = deadline;
+    f.expect_message_id.clear();  // Nothing is in flight to follow.
     {
       absl::MutexLock lock(&apply_mu_);
       f.expected = replica_->replicated_sequence();
-      BatchAssembler assembler(
-          replica_->HeadPosition() + 1,
-          [this](const std::string& stream_id) { return HeadLocked(stream_id); },
-          [this](const std::string& id) { return replica_->FindCommand(id); }, &f.batch);
-      for (std::unique_ptr<Writer>& w : group) {
-        BatchAssembler::Outcome outcome = assembler.Add(w->request);
-        w->result = std::move(outcome.result);
-        w->alias_of = outcome.alias_of;
-      }
+      f.next_position = replica_->HeadPosition() + 1;
+      AssembleLocked(f);  // On the replica alone.
     }
     if (f.batch.events_size() == 0) break;  // Every request was answered without an append.
 
     f.data = f.batch.SerializeAsString();
     f.message_id = StrCat(node_id_, "-", ++published_);
     f.published_at = std::chrono::steady_clock::now();
-    absl::StatusOr<PubAck> ack = log_->Publish(f.data, f.expected, "", f.message_id);
+    absl::StatusOr<PubAck> ack =
+        log_->Publish(f.data, f.expected, f.expect_message_id, f.message_id);
     if (!ack.ok() && !absl::IsAborted(ack.status())) ack = PublishUntilAnswered(f, ack.status());
     if (absl::IsAborted(ack.status())) {
       refused_publishes_.fetch_add(1);
@@ -436,12 +434,10 @@ void NatsEventStore::CommitGroup(std::vector<std::unique_ptr<Writer>>& group) {
       }
       continue;
     }
-    f.group.swap(group);
     Stored(f, ack);
-    f.group.swap(group);
     break;
   }
-  ResolveAliases(group);
+  ResolveAliases(f.group);
 }
 
 absl::StatusOr<int64_t> NatsEventStore::HeadLocked(const std::string& stream_id) {

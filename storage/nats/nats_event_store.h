@@ -131,6 +131,10 @@ class NatsEventStore : public EventStore {
 
   // The writer thread's, all of these.
   void WriterLoop();
+  // Decides `f.group` into `f.batch` after `f.next_position`, on the replica and on what the
+  // groups in flight write; sets each request's result, and `f.next_position` to the position
+  // after the batch. Requires apply_mu_.
+  void AssembleLocked(InFlight& f) ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
   // Decides `group` on the replica and what is in flight, and publishes it behind them.
   void StartGroup(std::vector<std::unique_ptr<Writer>> group);
   // Waits for the oldest group's answer and answers it (or decides it again).
@@ -146,9 +150,9 @@ class NatsEventStore : public EventStore {
   void ResolveAliases(std::vector<std::unique_ptr<Writer>>& group);
   // Calls back every request of `group` and empties it.
   void Answer(std::vector<std::unique_ptr<Writer>>& group);
-  // Decides and publishes one group on its own, catching up after refusals, until it is
-  // answered; sets its results.
-  void CommitGroup(std::vector<std::unique_ptr<Writer>>& group);
+  // Decides and publishes `f.group` on its own, catching up after refusals, until it is
+  // answered; sets its results. Nothing may be in flight.
+  void CommitGroup(InFlight& f);
   void ReplicatorLoop();
   // Writes a batch the stream holds at `sequence` into the replica, unless it holds it
   // already. Requires apply_mu_.
@@ -175,7 +179,7 @@ class NatsEventStore : public EventStore {
   mutable SteadyCondVar applied_cv_;  // Signalled when the replica's sequence moves.
 
   absl::Mutex mu_;
-  absl::CondVar work_cv_;
+  SteadyCondVar work_cv_;
   std::deque<std::unique_ptr<Writer>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t answers_ ABSL_GUARDED_BY(mu_) = 0;            // Publishes answered, ever.
