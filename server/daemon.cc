@@ -42,9 +42,15 @@ ABSL_FLAG(absl::Duration, nats_publish_timeout, absl::Seconds(10),
 ABSL_FLAG(int, nats_publishes_in_flight, 4,
           "With --event_store=nats: batches a node publishes before the first is acknowledged "
           "(1 to 64; 1 waits for each acknowledgement before the next publish).");
+ABSL_FLAG(bool, nats_sync_replica, false,
+          "With --event_store=nats: sync the node's replica of the log before answering a "
+          "command. Off, the replica is not synced: the stream is the record (and JetStream "
+          "acknowledges before it syncs), so after a machine crash the node re-reads what its "
+          "replica lost from the stream.");
 ABSL_FLAG(bool, sync_writes, true,
-          "Sync the WAL before acknowledging a command. false survives a process crash but "
-          "may lose the last acknowledged commands on power loss or a kernel crash.");
+          "With the embedded log: sync the WAL before acknowledging a command. false survives a "
+          "process crash but may lose the last acknowledged commands on power loss or a kernel "
+          "crash. A cluster node's replica: see --nats_sync_replica.");
 ABSL_FLAG(std::string, default_currency, "EUR",
           "ISO 4217 currency assigned to retired schema-1 events, which carried none.");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
@@ -182,7 +188,8 @@ int RunDaemon(int argc, char** argv, const std::function<void(ServerOptions&)>& 
     }
     options.nats.max_publishes_in_flight = static_cast<size_t>(in_flight);
   }
-  options.sync_writes = absl::GetFlag(FLAGS_sync_writes);
+  options.sync_writes = options.event_store == "nats" ? absl::GetFlag(FLAGS_nats_sync_replica)
+                                                      : absl::GetFlag(FLAGS_sync_writes);
   options.default_currency = absl::GetFlag(FLAGS_default_currency);
   options.projection_batch_size = absl::GetFlag(FLAGS_projection_batch_size);
   options.projection_tail_interval = absl::GetFlag(FLAGS_projection_tail_interval);

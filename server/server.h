@@ -43,6 +43,8 @@ struct ServerOptions {
   // With event_store "nats": the servers, stream, replicas and publish deadline
   // (storage/nats/nats_event_store.h). max_pending_appends applies too.
   storage::nats::NatsEventStoreOptions nats;
+  // Whether each write of the log (with event_store "nats": of the node's replica) is synced
+  // before the command is answered.
   bool sync_writes = true;
   std::string default_currency = "EUR";
   size_t projection_batch_size = 1000;

@@ -48,16 +48,19 @@ absl::Status ProjectionRunner::Start() {
                                 "RebuildProjection");
     SetUnavailable("", [reason] { return reason; });
   } else if (const uint64_t head = events_->HeadPosition(); checkpoint > head) {
-    // Projections live in a RocksDB instance of their own: after a machine crash with
-    // --sync_writes=false, or a log restored from an older copy, they can hold events the log
-    // no longer has. Going on would skip the events that take those positions next.
-    std::string reason =
-        StrCat("projection ", label_, " has applied the event log up to position ", checkpoint,
-               " but the log ends at ", head,
-               " (it lost events it had not synced, or was restored from an older copy); run "
-               "RebuildProjection");
-    spdlog::error("{}", reason);
-    SetUnavailable("", [reason] { return reason; });
+    if (events_->shared()) {
+      // A cluster node's replica is a copy of the log of record, not synced by default: after
+      // a machine crash it can end before what the projections applied, and re-reads the rest
+      // from the stream. Judged once it has caught up (Run).
+      awaiting_replica_ = true;
+      std::string reason = StrCat(
+          "projection ", label_, " has applied the event log up to position ", checkpoint,
+          "; this node's replica holds up to ", head, " and is catching up with the log of record");
+      spdlog::warn("{}", reason);
+      SetUnavailable("", [reason] { return reason; });
+    } else {
+      SetBeyondLog(checkpoint, head);
+    }
   }
   spdlog::info("projection {} starts at checkpoint {} ({})", label_, checkpoint, state);
   thread_ = std::thread([this] {
@@ -65,6 +68,19 @@ absl::Status ProjectionRunner::Start() {
     Run();
   });
   return absl::OkStatus();
+}
+
+void ProjectionRunner::SetBeyondLog(uint64_t checkpoint, uint64_t head) {
+  // Projections live in a RocksDB instance of their own: after a machine crash with
+  // --sync_writes=false, or a log restored from an older copy, they can hold events the log
+  // no longer has. Going on would skip the events that take those positions next.
+  std::string reason =
+      StrCat("projection ", label_, " has applied the event log up to position ", checkpoint,
+             " but the log ends at ", head,
+             " (it lost events it had not synced, or was restored from an older copy); run "
+             "RebuildProjection");
+  spdlog::error("{}", reason);
+  SetUnavailable("", [reason] { return reason; });
 }
 
 void ProjectionRunner::Stop() {
@@ -83,6 +99,24 @@ void ProjectionRunner::SetLeader(std::shared_ptr<const ProjectionRunner> leader)
 
 void ProjectionRunner::Run() {
   while (!stopping_.load()) {
+    if (awaiting_replica_) {
+      // Start found the checkpoint beyond the replica's head. Once the replica holds what the
+      // log of record held, the checkpoint is within it, or the log of record lost events.
+      if (!events_->WaitUntilReady(absl::Milliseconds(200))) continue;
+      awaiting_replica_ = false;
+      BuildWriter writer(*this);
+      if (!rebuild_id().empty()) continue;  // A rebuild has taken the build over.
+      const uint64_t checkpoint = checkpoint_.load(std::memory_order_acquire);
+      const uint64_t head = events_->HeadPosition();
+      if (checkpoint > head) {
+        SetBeyondLog(checkpoint, head);
+      } else {
+        spdlog::info("projection {}: the replica has caught up past its checkpoint {}", label_,
+                     checkpoint);
+        writer.MarkAvailable();
+      }
+      continue;
+    }
     const uint64_t checkpoint = checkpoint_.load(std::memory_order_acquire);
     // A projection that needs a rebuild is not advanced: that would hide the gap.
     if (!Availability().ok()) {

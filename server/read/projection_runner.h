@@ -128,6 +128,8 @@ class ProjectionRunner {
   // The state behind Availability: null reason means available.
   void SetUnavailable(std::string rebuild_id, std::function<std::string()> reason);
   void SetAvailable();
+  // Unreadable until rebuilt: `checkpoint` is beyond the log's `head`.
+  void SetBeyondLog(uint64_t checkpoint, uint64_t head);
   void PublishCheckpoint(uint64_t position);
 
   const Projector* const projector_;
@@ -145,6 +147,9 @@ class ProjectionRunner {
   std::atomic<uint64_t> checkpoint_{0};
   std::atomic<uint64_t> events_applied_{0};
   std::atomic<bool> stopping_{false};
+  // Set by Start when the checkpoint is beyond a cluster node's replica; then the tailing
+  // thread's until the replica has caught up.
+  bool awaiting_replica_ = false;
   std::thread thread_;
 
   mutable absl::Mutex state_mu_;
