@@ -546,6 +546,9 @@ void NatsEventStore::ReplicatorLoop() {
       continue;
     }
     absl::Status applied = message.status();
+    if (applied.ok() && message->sequence <= replica_->replicated_sequence()) {
+      continue;  // This node's own batch, which its writer applied already: not parsed again.
+    }
     if (applied.ok()) {
       v1::LogBatch batch;
       if (!batch.ParseFromString(message->data)) {
