@@ -6,9 +6,11 @@
 #   tests/bench/run_cluster_benchmarks.sh [--quick] [build-dir]
 #
 # It starts one nats-server (for a stream with one replica, R1) and a cluster of three (R3),
-# then fidelisd nodes: one on the embedded log, one on the R1 stream, two on the R3 stream.
-#   1. commands: unary and ExecuteCommands on the embedded node, the R1 node and an R3 node,
-#      round-robin; ratios to the embedded node.
+# then fidelisd nodes: one on the embedded log, one on the R1 stream, one on the R3 stream.
+#   1. commands: unary and ExecuteCommands on the embedded node, the R1 node and the R3 node,
+#      round-robin; ratios to the embedded node. Each mode has one node, as the embedded one.
+#   1b. a second node joins the R3 stream; unary commands on the first again, while the second
+#      follows the stream on the same cores (on a real cluster it has a machine of its own).
 #   2. contention: both R3 nodes writing to the same accounts, against one node alone.
 #   3. queries: GetAccountSummary against Ping on an R3 node.
 #   4. a fresh node: the R3 stream filled to about 1,000,000 events, a third node with an
@@ -90,14 +92,18 @@ node r1 --event_store=nats --nats_url="nats://127.0.0.1:$r1_port" --nats_replica
 r1=$addr
 node a --event_store=nats --nats_url="$r3_urls" --nats_replicas=3
 a=$addr
-node b --event_store=nats --nats_url="$r3_urls" --nats_replicas=3
-b=$addr
-echo "embedded $embedded; R1 node $r1; R3 nodes $a and $b"
+echo "embedded $embedded; R1 node $r1; R3 node $a"
 
-echo "== commands: embedded vs JetStream R1 vs R3, 64 unary calls in flight, ExecuteCommands of 50 with 16 in flight, ${seconds}s each, $rounds rounds"
+echo "== commands: embedded vs JetStream R1 vs R3, one node each, 64 unary calls in flight, ExecuteCommands of 50 with 16 in flight, ${seconds}s each, $rounds rounds"
 "$bench" compare --target "embedded=$embedded" --target "r1=$r1" --target "r3=$a" \
   --accounts "$accounts" --seconds "$seconds" --concurrency 64 --batch 50 \
   --batch-concurrency 16 --rounds "$rounds"
+
+node b --event_store=nats --nats_url="$r3_urls" --nats_replicas=3
+b=$addr
+echo "== commands with a second R3 node ($b) following the stream on the same cores: embedded vs R3, 64 unary calls in flight"
+"$bench" compare --target "embedded=$embedded" --target "r3+follower=$a" \
+  --accounts "$accounts" --seconds "$seconds" --concurrency 64 --batch 0 --rounds "$rounds"
 
 echo "== contention: two R3 nodes writing to the same $accounts accounts vs one node alone, 64 calls in flight in all"
 "$bench" --server "$a" contention --other "$b" --accounts "$accounts" --seconds "$seconds" \
