@@ -132,14 +132,16 @@ void RocksDbEventStore::WriterLoop() {
       }
     }
     CommitGroup(group);
-    // Results go out in queue order; the callbacks run without any lock held.
-    for (std::unique_ptr<Writer>& w : group) std::move(w->done)(std::move(w->result));
+    // Written: no longer pending, before the answers, so a caller that has its answer does
+    // not find its own append still counted (callbacks that append count again).
     // Sequentially consistent with WaitUntilNoPendingAppends: either it sees pending_ at zero,
     // or this sees its waiter count.
     if (pending_.fetch_sub(group.size()) == group.size() && drain_waiters_.load() > 0) {
       absl::MutexLock lock(&drain_mu_);
       drained_cv_.SignalAll();
     }
+    // Results go out in queue order; the callbacks run without any lock held.
+    for (std::unique_ptr<Writer>& w : group) std::move(w->done)(std::move(w->result));
     group.clear();
   }
 }

@@ -347,7 +347,7 @@ class SlowRebuildTest : public RebuildTest {
 
 // The yield (--rebuild_yield): after each batch a rebuild pauses, up to yield_max, while an
 // append waits for the log writer. Here an append's callback holds the writer for the whole
-// test, so an append is always waiting.
+// test, so a second append is always waiting behind it.
 class RebuildYieldTest : public RebuildTest {
  protected:
   static constexpr absl::Duration kYieldMax = absl::Milliseconds(400);
@@ -377,6 +377,13 @@ TEST_F(RebuildYieldTest, ARebuildPausesAfterEachBatchWhileAnAppendWaits) {
                                         gate->release.WaitForNotification();
                                       });
   gate->held.WaitForNotification();
+  storage::AppendRequest waiting;
+  waiting.streams.emplace_back();
+  waiting.streams[0].stream_id = "Yield-2";
+  waiting.streams[0].events.push_back({"YieldTestEvent", 1, 1, "", {}});
+  server_->event_store()->AppendAsync(
+      std::move(waiting),
+      [](const absl::StatusOr<storage::AppendResult>& result) { EXPECT_OK(result); });
   ASSERT_GT(server_->event_store()->PendingAppends(), 0u);
 
   // 61 events in batches of 10: at least five pauses after full batches.
