@@ -146,8 +146,13 @@ absl::StatusOr<std::unique_ptr<JetStreamLog>> JetStreamLog::Connect(
   if (s == NATS_OK) s = natsOptions_SetTimeout(impl.options, Millis(options.request_timeout));
   if (s == NATS_OK) s = natsOptions_SetPingInterval(impl.options, 1000);
   if (s == NATS_OK) s = natsOptions_SetMaxPingsOut(impl.options, 2);
-  // A node may start while NATS is down: the connection keeps trying in the background.
-  if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(impl.options, true, nullptr, nullptr);
+  // A node may start while NATS is down: the connection keeps trying in the background. The
+  // callback is what makes it the background: without one, natsConnection_Connect would block
+  // until it connects, which with unlimited reconnects is for ever.
+  if (s == NATS_OK) {
+    s = natsOptions_SetRetryOnFailedConnect(
+        impl.options, true, [](natsConnection* /*connection*/, void* /*closure*/) {}, nullptr);
+  }
   if (s != NATS_OK) return Failure("configuring the NATS connection", s);
   s = natsConnection_Connect(&impl.connection, impl.options);
   if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
@@ -168,6 +173,8 @@ absl::StatusOr<std::unique_ptr<JetStreamLog>> JetStreamLog::Connect(
 bool JetStreamLog::connected() const {
   return natsConnection_Status(impl_->connection) == NATS_CONN_STATUS_CONNECTED;
 }
+
+void JetStreamLog::Close() { natsConnection_Close(impl_->connection); }
 
 absl::Status JetStreamLog::EnsureStream() {
   jsStreamInfo* info = nullptr;

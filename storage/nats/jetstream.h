@@ -61,6 +61,11 @@ class JetStreamLog {
   // Whether the connection is up right now.
   bool connected() const;
 
+  // Closes the connection for good, for an owner that is stopping: a request or a
+  // Subscription::Next waiting on another thread returns UNAVAILABLE at once instead of at its
+  // timeout, and so does every later call.
+  void Close();
+
   // Creates the stream with its marker when it does not exist (two nodes racing to create it
   // leave one stream with one marker). UNAVAILABLE when NATS cannot be reached;
   // FAILED_PRECONDITION when a stream of that name exists with another subject.

@@ -110,6 +110,9 @@ NatsEventStore::~NatsEventStore() {
   if (writer_.joinable()) writer_.join();
   log_->SetAnswerListener(nullptr);
   stop_replicator_.store(true);
+  // The writer has answered everything; the replicator may be waiting on JetStream (for the
+  // stream's last sequence, say, while NATS is down), which closing ends at once.
+  log_->Close();
   if (replicator_.joinable()) replicator_.join();
   replica_->RemoveHeadListener(forwarder_.get());
 }
@@ -508,6 +511,7 @@ void NatsEventStore::ReplicatorLoop() {
       absl::StatusOr<std::unique_ptr<JetStreamLog::Subscription>> subscribed =
           last.ok() ? log_->Subscribe(replica_->replicated_sequence() + 1) : last.status();
       if (!subscribed.ok()) {
+        if (stop_replicator_.load()) return;
         if (subscribed.status() != last_error) {
           std::fprintf(stderr, "fidelis-replica: %s; retrying\n",
                        subscribed.status().ToString().c_str());
@@ -560,6 +564,7 @@ void NatsEventStore::ReplicatorLoop() {
       }
     }
     if (!applied.ok()) {
+      if (stop_replicator_.load()) return;  // The store closed the connection to stop.
       // Follow again from the sequence after the replica's.
       std::fprintf(stderr, "fidelis-replica: %s; following the stream again\n",
                    applied.ToString().c_str());

@@ -1,9 +1,9 @@
 // The cluster, end to end: real nats-server processes (three, JetStream R3) and real fidelisd
 // nodes (two, and a third that joins late), driven over gRPC. Races and transfers split
 // across the nodes, retries sent to the other node, NATS servers and nodes killed with
-// SIGKILL under load, a NATS server stopped with SIGSTOP, all of NATS stopped and started
-// again. After each: every acknowledged command is in the log exactly once, positions are
-// gapless, and every node serves the same rows.
+// SIGKILL under load, a NATS server stopped with SIGSTOP, all of NATS stopped (and a node
+// restarted meanwhile) and started again. After each: every acknowledged command is in the log
+// exactly once, positions are gapless, and every node serves the same rows.
 //
 // CI runs a few fault rounds; FIDELIS_CLUSTER_ROUNDS=20 (tests/e2e/cluster_fault_loop.sh) runs
 // the long version.
@@ -457,6 +457,20 @@ TEST_F(ClusterTest, AStoppedMinorityServerDoesNotStopWritesAndNatsDownMeansUnava
   EXPECT_EQ(replica_head, Head(1));
   auto checkpoint = trailers.find("fidelis-projection-checkpoint");
   ASSERT_NE(checkpoint, trailers.end());
+  // A node restarted meanwhile starts, serves from its replica, and refuses commands.
+  node(1).Kill();
+  node(1).Start();
+  v1::AccountSummary restarted;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    // The first call may still go out on the connection to the killed process.
+    served = node(1).queries().GetAccountSummary(Ctx().get(), read, &restarted);
+    if (served.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  EXPECT_TRUE(served.ok()) << served.error_message();
+  EXPECT_EQ(restarted.SerializeAsString(), before.SerializeAsString());
+  down = deposit(1);
+  EXPECT_EQ(down.error_code(), grpc::StatusCode::UNAVAILABLE) << down.error_message();
 
   nats_.StartAll();
   bool recovered = false;

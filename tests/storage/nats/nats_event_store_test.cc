@@ -1,7 +1,7 @@
 // NatsEventStore on a real nats-server: the EventStore contract suite (event_store_contract.h),
 // and what two nodes on one stream must get right: an append decided on a stale replica is
 // refused and decided again, positions stay gapless, command ids are global, and both
-// replicas end identical.
+// replicas end identical; and a store opens, and stops, at once while NATS is down.
 #include "storage/nats/nats_event_store.h"
 
 #include <atomic>
@@ -269,6 +269,38 @@ TEST(LostStreamTest, AReplicaAheadOfTheStreamRefusesAppendsWithDataLoss) {
   EXPECT_NE(refused.status().message().find("ends at 1"), std::string_view::npos)
       << refused.status();
   EXPECT_EQ(node.store()->HeadPosition(), 4u);
+}
+
+TEST(NatsDownTest, AStoreStopsWithoutWaitingOutARequestWhileNatsIsDown) {
+  testing::NatsCluster cluster(1);
+  NatsEventStoreOptions options = Options(UniqueStream(), cluster);
+  options.jetstream.request_timeout = absl::Seconds(60);
+  Node node(options);
+  ASSERT_OK(node.store()->Append(OneStream("A-1", kExpectNoStream)));
+  cluster.KillAll();
+  // The replicator asks the stream for its last sequence every two seconds when nothing
+  // arrives; with NATS gone, that request waits out its timeout.
+  absl::SleepFor(absl::Seconds(3));
+  const absl::Time start = absl::Now();
+  node.Close();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30))
+      << "the store waited for a request to JetStream";
+}
+
+TEST(NatsDownTest, AStoreOpensWhileNatsIsDownAndAppendsOnceItIsUp) {
+  testing::NatsCluster cluster(1);
+  cluster.KillAll();
+  const NatsEventStoreOptions options = Options(UniqueStream(), cluster);
+  testing::TempDir dir;
+  std::unique_ptr<Database> db = std::move(Database::Open(dir.path(), {})).value();
+  absl::StatusOr<std::unique_ptr<NatsEventStore>> store = NatsEventStore::Open(db.get(), options);
+  ASSERT_OK(store);
+  EXPECT_FALSE((*store)->WaitUntilReady(absl::Milliseconds(500)));
+  EXPECT_CODE((*store)->Append(OneStream("A-1", kExpectNoStream)), kUnavailable);
+  cluster.StartAll();
+  ASSERT_TRUE((*store)->WaitUntilReady(absl::Seconds(30))) << "no catching up once NATS was up";
+  ASSERT_OK((*store)->Append(OneStream("A-1", kExpectNoStream)));
+  EXPECT_EQ((*store)->HeadPosition(), 1u);
 }
 
 }  // namespace
